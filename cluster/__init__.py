@@ -1,0 +1,1 @@
+"""trunkstore's tracker / storage network layer, speaking FastDFS's wire protocol."""

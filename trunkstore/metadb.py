@@ -1,0 +1,156 @@
+"""Metadata and the dedup index, in one SQLite database per store.
+
+Metadata of small files must not cost an inode each (FastDFS writes a ``-m`` file per file), so every
+file's metadata is a row here, keyed by its remote file name and stored in FastDFS's wire encoding
+(``name\\x02value`` records joined by ``\\x01``, sorted by name).
+
+The dedup index maps a content signature (xxh3-128 and size) to the IDs sharing that content:
+``content(digest, file_id, refs)`` names one live holder; ``holders(file_id, digest)`` lists them all.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Mapping
+
+from trunkstore.errors import InvalidArgument
+
+MAX_NAME = 64
+MAX_VALUE = 256
+FIELD_SEP = "\x02"
+RECORD_SEP = "\x01"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (file TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS content (digest BLOB PRIMARY KEY, file_id TEXT NOT NULL, refs INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holders (file_id TEXT PRIMARY KEY, digest BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS holders_by_digest ON holders (digest);
+"""
+
+
+def encode_meta(meta: Mapping[str, str]) -> str:
+    """FastDFS's metadata encoding; names 1..64 and values up to 256 UTF-8 bytes."""
+    for name, value in meta.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise InvalidArgument("metadata names and values are strings")
+        if not 0 < len(name.encode()) <= MAX_NAME or not len(value.encode()) <= MAX_VALUE:
+            raise InvalidArgument(f"metadata {name!r}: names are 1..{MAX_NAME} bytes, values up to {MAX_VALUE}")
+        if any(sep in name or sep in value for sep in (FIELD_SEP, RECORD_SEP)):
+            raise InvalidArgument("metadata may not contain the separators \\x01 and \\x02")
+    return RECORD_SEP.join(f"{name}{FIELD_SEP}{meta[name]}" for name in sorted(meta))
+
+
+def decode_meta(text: str) -> dict[str, str]:
+    if not text:
+        return {}
+    result = {}
+    for record in text.split(RECORD_SEP):
+        name, _, value = record.partition(FIELD_SEP)
+        result[name] = value
+    return result
+
+
+class MetaDB:
+    """Thread-safe access to the store's SQLite database."""
+
+    def __init__(self, path: str, *, durable: bool) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+        self._db.executescript(_SCHEMA)
+        # Skips the metadata lookup on every delete while no file has metadata (the common case).
+        (self._meta_rows,) = self._db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        (self._holder_rows,) = self._db.execute("SELECT COUNT(*) FROM holders").fetchone()
+
+    # ---- metadata ---------------------------------------------------------------------------------
+    def set_meta(self, file: str, meta: Mapping[str, str], *, merge: bool) -> None:
+        with self._lock, self._db:
+            current = self._get_meta(file) if merge else {}
+            current.update(meta)
+            if current:
+                self._db.execute(
+                    "INSERT INTO meta (file, data) VALUES (?, ?) ON CONFLICT(file) DO UPDATE SET data=excluded.data",
+                    (file, encode_meta(current)),
+                )
+            else:
+                self._db.execute("DELETE FROM meta WHERE file = ?", (file,))
+            (self._meta_rows,) = self._db.execute("SELECT COUNT(*) FROM meta").fetchone()
+
+    def get_meta(self, file: str) -> dict[str, str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM meta WHERE file = ?", (file,)).fetchone()
+        return None if row is None else decode_meta(row[0])
+
+    def _get_meta(self, file: str) -> dict[str, str]:
+        row = self._db.execute("SELECT data FROM meta WHERE file = ?", (file,)).fetchone()
+        return {} if row is None else decode_meta(row[0])
+
+    def delete_meta(self, file: str) -> None:
+        if not self._meta_rows:
+            return
+        with self._lock, self._db:
+            if self._db.execute("DELETE FROM meta WHERE file = ?", (file,)).rowcount:
+                self._meta_rows -= 1
+
+    def rename_meta(self, old: str, new: str) -> None:
+        if not self._meta_rows:
+            return
+        with self._lock, self._db:
+            self._db.execute("UPDATE meta SET file = ? WHERE file = ?", (new, old))
+
+    def meta_count(self) -> int:
+        return int(self._meta_rows)
+
+    # ---- dedup ------------------------------------------------------------------------------------
+    def find_content(self, digest: bytes) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT file_id FROM content WHERE digest = ?", (digest,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def add_holder(self, digest: bytes, file_id: str) -> None:
+        """Record that ``file_id`` holds the content ``digest`` (the first holder creates the entry)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO content (digest, file_id, refs) VALUES (?, ?, 1) "
+                "ON CONFLICT(digest) DO UPDATE SET refs = refs + 1",
+                (digest, file_id),
+            )
+            self._db.execute("INSERT INTO holders (file_id, digest) VALUES (?, ?)", (file_id, digest))
+            self._holder_rows += 1
+
+    def is_holder(self, file_id: str) -> bool:
+        if not self._holder_rows:
+            return False
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM holders WHERE file_id = ?", (file_id,)).fetchone() is not None
+
+    def drop_holder(self, file_id: str) -> int | None:
+        """Forget ``file_id`` as a holder; returns how many holders remain (``None``: it was none)."""
+        if not self._holder_rows:
+            return None
+        with self._lock, self._db:
+            row = self._db.execute("SELECT digest FROM holders WHERE file_id = ?", (file_id,)).fetchone()
+            if row is None:
+                return None
+            digest = row[0]
+            self._db.execute("DELETE FROM holders WHERE file_id = ?", (file_id,))
+            self._holder_rows -= 1
+            (refs,) = self._db.execute("SELECT refs FROM content WHERE digest = ?", (digest,)).fetchone()
+            if refs <= 1:
+                self._db.execute("DELETE FROM content WHERE digest = ?", (digest,))
+                return 0
+            other = self._db.execute("SELECT file_id FROM holders WHERE digest = ? LIMIT 1", (digest,)).fetchone()
+            self._db.execute(
+                "UPDATE content SET refs = refs - 1, file_id = ? WHERE digest = ?", (other[0], digest)
+            )
+            return int(refs) - 1
+
+    def holder_count(self) -> int:
+        return int(self._holder_rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,158 @@
+"""Plain files in the sub-directory layout: large files, appender files and slave files.
+
+New files are written under the store path's ``tmp/`` directory, synced, and then linked into place,
+so a reader never sees a half-written file and a crash leaves at most a stray temporary file (removed
+when the store is next opened).  Linking (not renaming) refuses to replace an existing name, which is
+how a slave name that is taken already is detected.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from trunkstore import diskio
+from trunkstore.errors import FileExists, FileNotFound, StoreFull
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Spooled:
+    """A complete temporary file: its path, size and crc32."""
+
+    path: str
+    size: int
+    crc32: int
+
+
+def spool(tmp_dir: str, chunks: Iterable[bytes | memoryview], *, durable: bool) -> Spooled:
+    """Write ``chunks`` to a new temporary file, computing size and crc32 on the way."""
+    os.makedirs(tmp_dir, exist_ok=True)
+    path = os.path.join(tmp_dir, uuid.uuid4().hex)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    size = 0
+    crc = 0
+    try:
+        for chunk in chunks:
+            view = memoryview(chunk)
+            crc = zlib.crc32(view, crc)
+            size += len(view)
+            while view:
+                view = view[os.write(fd, view) :]
+        if durable:
+            os.fsync(fd)
+    except BaseException as exc:
+        os.close(fd)
+        os.unlink(path)
+        if isinstance(exc, OSError) and exc.errno == 28:
+            raise StoreFull(f"file system full while writing {path}") from exc
+        raise
+    os.close(fd)
+    return Spooled(path, size, crc)
+
+
+def publish(spooled: Spooled, final_path: str, *, durable: bool) -> None:
+    """Move a spooled file to ``final_path``; raise :class:`FileExists` if that name is taken."""
+    try:
+        os.link(spooled.path, final_path)
+    except FileExistsError:
+        os.unlink(spooled.path)
+        raise FileExists(f"{os.path.basename(final_path)} exists already") from None
+    except BaseException:
+        os.unlink(spooled.path)
+        raise
+    os.unlink(spooled.path)
+    if durable:
+        diskio.fsync_dir(os.path.dirname(final_path))
+
+
+def discard(spooled: Spooled) -> None:
+    try:
+        os.unlink(spooled.path)
+    except FileNotFoundError:
+        pass
+
+
+def read_chunks(source: BinaryIO, limit: int | None = None) -> Iterable[bytes]:
+    """Chunks of a binary file object, at most ``limit`` bytes in all."""
+    remaining = limit
+    while remaining is None or remaining > 0:
+        chunk = source.read(CHUNK if remaining is None else min(CHUNK, remaining))
+        if not chunk:
+            return
+        if remaining is not None:
+            remaining -= len(chunk)
+        yield chunk
+
+
+def open_existing(path: str, flags: int = os.O_RDONLY) -> int:
+    try:
+        return os.open(path, flags | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FileNotFound(f"no file {os.path.basename(path)}") from None
+
+
+def write_at(path: str, offset: int | None, data: bytes, *, durable: bool) -> int:
+    """Write ``data`` at ``offset`` (``None``: append); returns the file's new size."""
+    fd = open_existing(path, os.O_WRONLY | (os.O_APPEND if offset is None else 0))
+    try:
+        view = memoryview(data)
+        position = offset
+        try:
+            while view:
+                written = os.write(fd, view) if position is None else os.pwrite(fd, view, position)
+                view = view[written:]
+                if position is not None:
+                    position += written
+        except OSError as exc:
+            if exc.errno == 28:
+                raise StoreFull(f"file system full while writing {os.path.basename(path)}") from exc
+            raise
+        if durable:
+            os.fdatasync(fd)
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+def truncate(path: str, size: int, *, durable: bool) -> None:
+    fd = open_existing(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, size)
+        if durable:
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def crc32_of(path: str) -> tuple[int, int]:
+    """``(size, crc32)`` of a whole file, read in chunks."""
+    fd = open_existing(path)
+    crc = 0
+    size = 0
+    try:
+        while chunk := os.read(fd, CHUNK):
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    return size, crc
+
+
+def remove_stale_tmp(tmp_dir: str) -> int:
+    """Delete temporary files left by a crash; returns how many."""
+    try:
+        names = os.listdir(tmp_dir)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        try:
+            os.unlink(os.path.join(tmp_dir, name))
+        except FileNotFoundError:
+            pass
+    return len(names)

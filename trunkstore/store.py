@@ -1,0 +1,684 @@
+"""The engine facade: one storage server's disk, addressed by FastDFS file IDs.
+
+Small files (``size + 24 <= slot_max_size``) are merged into trunk containers; larger files, appender
+files and slave files are plain files in the sub-directory layout.  Every method is safe to call from
+many threads at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import os
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import Any, BinaryIO
+
+from trunkstore import fileid as fid
+from trunkstore import plainfiles
+from trunkstore.diskio import fsync_dir, write_file_atomic
+from trunkstore.config import StoreConfig
+from trunkstore.dedup import content_digest, file_digest, same_bytes
+from trunkstore.errors import (
+    CorruptData,
+    FileNotFound,
+    FormatMismatch,
+    InvalidArgument,
+    InvalidFileId,
+    NotAppender,
+    StoreClosed,
+    StoreFull,
+)
+from trunkstore.fastpath import TrunkIdReader
+from trunkstore.fileid import FileId, FileKind, TrunkLocation
+from trunkstore.layout import Layout
+from trunkstore.metadb import MetaDB
+from trunkstore.reports import CheckReport, FileStat, ScrubReport, StoreStats
+from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED, slot_size
+from trunkstore.space import SpaceGuard
+from trunkstore.stats import Counters
+from trunkstore.trunkpool import TrunkPool
+
+FileSource = str | os.PathLike[str] | BinaryIO
+_FORMAT_VERSION = 1
+
+
+class Store:
+    """A FastDFS-compatible store of files on local disk.
+
+    ``Store(root, config=None, **settings)``: ``settings`` override fields of ``config`` (a
+    :class:`StoreConfig`).  Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], config: StoreConfig | None = None, **settings: Any) -> None:
+        config = config or StoreConfig()
+        if settings:
+            config = config.replace(**settings)
+        self.config = config
+        self.root = os.path.abspath(os.fspath(root))
+        os.makedirs(self.root, exist_ok=True)
+        dirs = config.store_path_dirs(self.root)
+        self.layout = Layout(
+            self.root, dirs, config.subdir_count_per_path, config.file_distribute_path_mode,
+            config.file_distribute_rotate_count,
+        )
+        self._check_format(dirs)
+        for index, directory in enumerate(dirs):
+            os.makedirs(os.path.join(directory, "data"), exist_ok=True)
+            plainfiles.remove_stale_tmp(self.layout.tmp_dir(index))
+        self.group = config.group_name
+        self._durable = config.sync_mode == "always"
+        self._source = config.source
+        self._slot_max = config.slot_max_size if config.use_trunk_file else -1
+        self._slot_min = config.slot_min_size
+        self._align = config.trunk_alloc_alignment_size
+        self._path_count = config.store_path_count
+        self._rotor = itertools.count()
+        self._guard = SpaceGuard(dirs, config.reserved_bytes)
+        self._meta = MetaDB(self.layout.meta_db, durable=config.sync_mode != "none")
+        self.counters = Counters()
+        self._pool = TrunkPool(self.layout, config)
+        self._reader = TrunkIdReader(self.group, config.store_path_count, config.subdir_count_per_path)
+        self._ext_ok: set[str] = {""}
+        # Appender operations on one file are serialised; distinct files proceed in parallel.
+        self._file_locks = [threading.Lock() for _ in range(64)]
+        self._closed = False
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    def _check_format(self, dirs: list[str]) -> None:
+        record = {"format": _FORMAT_VERSION, **self.config.format_record(), "store_paths": dirs}
+        path = self.layout.format_file
+        try:
+            with open(path, encoding="utf-8") as handle:
+                recorded = json.load(handle)
+        except FileNotFoundError:
+            write_file_atomic(path, json.dumps(record, indent=2).encode())
+            return
+        except (OSError, ValueError) as exc:
+            raise FormatMismatch(f"cannot read the store's format record {path}: {exc}") from exc
+        differing = [key for key in record if recorded.get(key) != record[key]]
+        if differing:
+            details = ", ".join(f"{key}: store has {recorded.get(key)!r}, given {record[key]!r}" for key in differing)
+            raise FormatMismatch(f"store at {self.root} was created with other settings ({details})")
+
+    def close(self) -> None:
+        """Make everything durable, write a snapshot of the allocation state and release the files."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._pool.close()
+        finally:
+            self._meta.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def sync(self) -> None:
+        """Make every write so far durable (useful with ``sync_mode="none"`` or ``"interval"``)."""
+        self._pool.sync()
+
+    # ---- helpers ----------------------------------------------------------------------------------
+    def _parse(self, file_id: str) -> FileId:
+        parsed = fid.parse_file_id(file_id, self.group)
+        if parsed.store_path >= self._path_count:
+            raise InvalidFileId(f"file ID {file_id!r} names store path {parsed.store_path}, which is not configured")
+        count = self.config.subdir_count_per_path
+        if parsed.sub_high >= count or parsed.sub_low >= count:
+            raise InvalidFileId(f"file ID {file_id!r} names a sub-directory outside 00..{count - 1:02X}")
+        return parsed
+
+    def _check_ext(self, ext: str) -> None:
+        if ext not in self._ext_ok:
+            fid.check_ext(ext)
+            if len(self._ext_ok) < 1024:
+                self._ext_ok.add(ext)
+
+    def _pick_store_path(self) -> int:
+        if self._path_count == 1:
+            return 0
+        if self.config.store_path_mode == 2:
+            return self._guard.most_free()
+        return next(self._rotor) % self._path_count
+
+    def _live(self) -> None:
+        if self._closed:
+            raise StoreClosed("the store is closed")
+
+    def _format(self, store_path: int, high: int, low: int, name: str) -> str:
+        return f"{self.group}/M{store_path:02X}/{high:02X}/{low:02X}/{name}"
+
+    # ---- writing ----------------------------------------------------------------------------------
+    def put(self, data: bytes | bytearray | memoryview, ext: str = "") -> str:
+        """Store ``data``; returns its new file ID."""
+        self._live()
+        self._check_ext(ext)
+        counters = self.counters
+        counters.upload_total += 1
+        size = len(data)
+        crc = zlib.crc32(data)
+        if self.config.dedup:
+            alias = self._dedup_alias(data, size, crc, ext)
+            if alias is not None:
+                counters.upload_ok += 1
+                counters.upload_bytes += size
+                return alias
+        if size + HEADER_SIZE <= self._slot_max:
+            file_id, ticket = self._write_trunk(data, size, crc, ext)
+            self._pool.wait(ticket)
+        else:
+            file_id = self._put_plain([data], ext, appender=False)
+        if self.config.dedup:
+            self._meta.add_holder(content_digest(data), file_id)
+        counters.upload_ok += 1
+        counters.upload_bytes += size
+        return file_id
+
+    def _write_trunk(self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str) -> tuple[str, int]:
+        """Write one small file into a slot; returns its ID and the ticket to wait on for durability."""
+        store_path = self._pick_store_path()
+        alloc = slot_size(size, self._slot_min, self._align)
+        self._guard.admit(store_path, alloc)
+        reservation = self._pool.reserve(store_path, alloc)
+        container = reservation.container
+        timestamp = int(time.time())
+        tail = fid.make_tail(ext)
+        header = HEADER.pack(TYPE_FILE, reservation.size, size, crc, timestamp, tail.encode("ascii"))
+        try:
+            container.write_parts(reservation.offset, [header, data])
+        except OSError as exc:
+            self._pool.release(reservation)
+            if exc.errno == errno.ENOSPC:
+                raise StoreFull(f"file system full while writing trunk {container.trunk_id}") from exc
+            raise
+        ticket = self._pool.confirm(reservation)
+        name = fid.encode_name(
+            self._source, timestamp, fid.make_size_field(size, trunk=True), crc,
+            TrunkLocation(container.trunk_id, reservation.offset, reservation.size), tail,
+        )
+        return self._format(store_path, container.sub_high, container.sub_low, name), ticket
+
+    def _put_plain(
+        self, chunks: Iterable[bytes | bytearray | memoryview], ext: str, *, appender: bool, known_size: int = 0
+    ) -> str:
+        store_path = self._pick_store_path()
+        self._guard.admit(store_path, known_size)
+        spooled = plainfiles.spool(self.layout.tmp_dir(store_path), chunks, durable=self._durable)
+        try:
+            self._guard.admit(store_path, max(spooled.size - known_size, 0))
+            size_field = fid.make_size_field(spooled.size, appender=appender)
+            name = fid.encode_name(self._source, int(time.time()), size_field, spooled.crc32, None, fid.make_tail(ext))
+            high, low = self.layout.next_subdir(store_path, name)
+            directory = self.layout.ensure_data_dir(store_path, high, low)
+        except BaseException:
+            plainfiles.discard(spooled)
+            raise
+        plainfiles.publish(spooled, os.path.join(directory, name), durable=self._durable)
+        return self._format(store_path, high, low, name)
+
+    def put_file(self, source: FileSource, ext: str = "") -> str:
+        """Store the contents of a path or binary file object, streaming: memory use stays bounded."""
+        self._live()
+        self._check_ext(ext)
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as handle:
+                return self.put_file(handle, ext)
+        # Read up to one trunk slot's worth: a file that fits goes into a trunk from memory, a larger
+        # one is streamed to a plain file without ever being held whole.
+        limit = self._slot_max - HEADER_SIZE
+        head = source.read(limit + 1) if limit >= 0 else b""
+        if limit >= 0 and len(head) <= limit:
+            return self.put(head, ext)
+        self.counters.upload_total += 1
+        chunks = itertools.chain([head], plainfiles.read_chunks(source))
+        if self.config.dedup:
+            return self._put_plain_dedup(chunks, ext)
+        file_id = self._put_plain(chunks, ext, appender=False)
+        self.counters.upload_ok += 1
+        self.counters.upload_bytes += self.stat(file_id).size
+        return file_id
+
+    def put_many(self, items: Iterable[bytes | tuple[bytes, str]]) -> list[str]:
+        """Store several files; the small ones share one durable commit.  Returns their IDs in order."""
+        self._live()
+        ids: list[str] = []
+        last_ticket = 0
+        try:
+            for item in items:
+                data, ext = (item, "") if isinstance(item, (bytes, bytearray, memoryview)) else item
+                size = len(data)
+                if self.config.dedup or size + HEADER_SIZE > self._slot_max:
+                    ids.append(self.put(data, ext))
+                    continue
+                self._check_ext(ext)
+                self.counters.upload_total += 1
+                file_id, last_ticket = self._write_trunk(data, size, zlib.crc32(data), ext)
+                ids.append(file_id)
+                self.counters.upload_ok += 1
+                self.counters.upload_bytes += size
+        finally:
+            # Tickets are ordered: waiting for the last covers every earlier one.
+            self._pool.wait(last_ticket)
+        return ids
+
+    # ---- reading ----------------------------------------------------------------------------------
+    def get(self, file_id: str, offset: int = 0, length: int | None = None) -> bytes:
+        """The file's bytes from ``offset``, ``length`` of them (``None``: to the end)."""
+        self.counters.download_total += 1
+        located = self._reader.locate(file_id)
+        if located is not None and not self._closed:
+            trunk_id, slot_offset, header, size = located
+            container = self._pool.containers.get(trunk_id)
+            if container is not None and slot_offset + HEADER_SIZE + size <= container.size:
+                try:
+                    on_disk = container.read(slot_offset, HEADER_SIZE)
+                    if on_disk == header and offset == 0 and length is None:
+                        data = container.read(slot_offset + HEADER_SIZE, size)
+                        if self.config.verify_crc_on_read and zlib.crc32(data) != header_crc(header):
+                            raise CorruptData(f"{file_id}: stored bytes fail their crc32 check")
+                        self.counters.download_ok += 1
+                        self.counters.download_bytes += size
+                        return data
+                except ValueError:
+                    pass  # the container was removed meanwhile: the slow path reports it
+        data = self._get_slow(file_id, offset, length)
+        self.counters.download_ok += 1
+        self.counters.download_bytes += len(data)
+        return data
+
+    def _get_slow(self, file_id: str, offset: int, length: int | None) -> bytes:
+        self._live()
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidArgument("offset and length must not be negative")
+        parsed = self._parse(file_id)
+        if parsed.trunk is not None:
+            size = self._check_slot(parsed)
+            start = min(offset, size)
+            end = size if length is None else min(size, start + length)
+            data = self._pool.read(parsed.trunk.trunk_id, parsed.trunk.offset + HEADER_SIZE, size)
+            if self.config.verify_crc_on_read and zlib.crc32(data) != parsed.crc32:
+                raise CorruptData(f"{file_id}: stored bytes fail their crc32 check")
+            return data[start:end]
+        path = self.layout.file_path(parsed)
+        fd = plainfiles.open_existing(path)
+        try:
+            size = os.fstat(fd).st_size
+            start = min(offset, size)
+            end = size if length is None else min(size, start + length)
+            data = os.pread(fd, end - start, start)
+        finally:
+            os.close(fd)
+        if (
+            self.config.verify_crc_on_read
+            and start == 0
+            and end == size
+            and parsed.kind == FileKind.NORMAL
+            and size == parsed.declared_size
+            and zlib.crc32(data) != parsed.crc32
+        ):
+            raise CorruptData(f"{file_id}: stored bytes fail their crc32 check")
+        return data
+
+    def _check_slot(self, parsed: FileId) -> int:
+        """Verify that the slot named by a trunk ID holds that file; returns the file's size."""
+        trunk = parsed.trunk
+        assert trunk is not None
+        expected = expected_header(parsed)
+        try:
+            on_disk = self._pool.read(trunk.trunk_id, trunk.offset, HEADER_SIZE)
+        except FileNotFound:
+            raise FileNotFound(f"no file {parsed}") from None
+        if on_disk == expected:
+            return parsed.declared_size
+        if on_disk[:1] == TYPE_SHARED and self._shared_slot_matches(parsed, on_disk):
+            return parsed.declared_size
+        raise FileNotFound(f"no file {parsed}")
+
+    def _shared_slot_matches(self, parsed: FileId, on_disk: bytes) -> bool:
+        """A slot shared by dedup: the ID must be a registered holder of content of its size and crc."""
+        trunk = parsed.trunk
+        assert trunk is not None
+        _kind, alloc, size, crc, _mtime, _ext7 = HEADER.unpack(on_disk)
+        return (
+            alloc == trunk.alloc_size
+            and size == parsed.declared_size
+            and crc == parsed.crc32
+            and self._meta.is_holder(str(parsed))
+        )
+
+    def read_into(self, file_id: str, out: BinaryIO, offset: int = 0, length: int | None = None) -> int:
+        """Stream the file's bytes (a range of them) into ``out``; returns how many were written."""
+        self._live()
+        parsed = self._parse(file_id)
+        if parsed.trunk is not None:
+            data = self.get(file_id, offset, length)
+            out.write(data)
+            return len(data)
+        self.counters.download_total += 1
+        fd = plainfiles.open_existing(self.layout.file_path(parsed))
+        written = 0
+        try:
+            size = os.fstat(fd).st_size
+            position = min(max(offset, 0), size)
+            end = size if length is None else min(size, position + length)
+            while position < end:
+                chunk = os.pread(fd, min(plainfiles.CHUNK, end - position), position)
+                if not chunk:
+                    break
+                out.write(chunk)
+                position += len(chunk)
+                written += len(chunk)
+        finally:
+            os.close(fd)
+        self.counters.download_ok += 1
+        self.counters.download_bytes += written
+        return written
+
+    def locate(self, file_id: str) -> tuple[str, int, int]:
+        """``(path, offset, size)`` of the file's bytes on disk, for zero-copy sending (``sendfile``).
+
+        The range is checked now; a server sends it at once, so a later delete cannot be observed.
+        """
+        self._live()
+        parsed = self._parse(file_id)
+        if parsed.trunk is not None:
+            size = self._check_slot(parsed)
+            container = self._pool.containers[parsed.trunk.trunk_id]
+            return container.path, parsed.trunk.offset + HEADER_SIZE, size
+        path = self.layout.file_path(parsed)
+        try:
+            return path, 0, os.stat(path).st_size
+        except FileNotFoundError:
+            raise FileNotFound(f"no file {file_id}") from None
+
+    def stat(self, file_id: str) -> FileStat:
+        """Size, crc32, creation time, kind and source of a live file."""
+        self._live()
+        parsed = self._parse(file_id)
+        kind = parsed.kind
+        if parsed.trunk is not None:
+            size = self._check_slot(parsed)
+            crc = parsed.crc32
+        else:
+            path = self.layout.file_path(parsed)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                raise FileNotFound(f"no file {file_id}") from None
+            size = st.st_size
+            crc = parsed.crc32
+            if kind == FileKind.NORMAL and st.st_nlink > 1 and self._meta.is_holder(file_id):
+                kind = FileKind.LINK
+        return FileStat(
+            file_id=str(parsed), size=size, crc32=crc, create_time=parsed.timestamp, kind=kind,
+            source_ip=fid.source_to_ip(parsed.source), source=parsed.source,
+        )
+
+    def exists(self, file_id: str) -> bool:
+        try:
+            self.stat(file_id)
+        except (FileNotFound, InvalidFileId):
+            return False
+        return True
+
+    # ---- deleting ---------------------------------------------------------------------------------
+    def delete(self, file_id: str) -> None:
+        """Delete a file and its metadata; its space is reusable once the deletion is durable."""
+        self._live()
+        self.counters.delete_total += 1
+        parsed = self._parse(file_id)
+        key = parsed.remote_filename
+        if parsed.trunk is not None:
+            self._delete_trunk(parsed)
+        else:
+            path = self.layout.file_path(parsed)
+            with self._file_lock(key):
+                self._meta.drop_holder(str(parsed))
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    raise FileNotFound(f"no file {file_id}") from None
+        self._meta.delete_meta(key)
+        self.counters.delete_ok += 1
+
+    def _delete_trunk(self, parsed: FileId) -> None:
+        trunk = parsed.trunk
+        assert trunk is not None
+        expected = expected_header(parsed)
+        try:
+            ticket = self._pool.free(trunk.trunk_id, trunk.offset, trunk.alloc_size, expected)
+        except FileNotFound:
+            # Not this file's own slot: it may be one holder of a slot shared by dedup.
+            on_disk = self._pool.read(trunk.trunk_id, trunk.offset, HEADER_SIZE)
+            if on_disk[:1] != TYPE_SHARED or not self._shared_slot_matches(parsed, on_disk):
+                raise FileNotFound(f"no file {parsed}") from None
+            if self._meta.drop_holder(str(parsed)) != 0:
+                return
+            ticket = self._pool.free(trunk.trunk_id, trunk.offset, trunk.alloc_size, on_disk)
+        else:
+            self._meta.drop_holder(str(parsed))
+        self._pool.wait(ticket)
+
+    # ---- dedup ------------------------------------------------------------------------------------
+    def _dedup_alias(self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str) -> str | None:
+        """A new ID sharing the bytes of an identical stored file, or ``None`` if there is none."""
+        holder = self._meta.find_content(content_digest(data))
+        if holder is None:
+            return None
+        try:
+            if self.get(holder) != bytes(data):
+                return None
+        except FileNotFound:
+            return None
+        parsed = self._parse(holder)
+        timestamp = int(time.time())
+        tail = fid.make_tail(ext)
+        if parsed.trunk is not None:
+            self._pool.mark_shared(parsed.trunk.trunk_id, parsed.trunk.offset)
+            size_field = fid.make_size_field(size, trunk=True)
+            name = fid.encode_name(self._source, timestamp, size_field, crc, parsed.trunk, tail)
+            alias = self._format(parsed.store_path, parsed.sub_high, parsed.sub_low, name)
+        else:
+            name = fid.encode_name(self._source, timestamp, fid.make_size_field(size), crc, None, tail)
+            high, low = self.layout.next_subdir(parsed.store_path, name)
+            directory = self.layout.ensure_data_dir(parsed.store_path, high, low)
+            os.link(self.layout.file_path(parsed), os.path.join(directory, name))
+            alias = self._format(parsed.store_path, high, low, name)
+        self._meta.add_holder(content_digest(data), alias)
+        return alias
+
+    def _put_plain_dedup(self, chunks: Iterable[bytes], ext: str) -> str:
+        file_id = self._put_plain(chunks, ext, appender=False)
+        path = self.layout.file_path(self._parse(file_id))
+        digest = file_digest(path)
+        holder = self._meta.find_content(digest)
+        if holder is not None and holder != file_id and _same_content(self, holder, path):
+            os.unlink(path)
+            os.link(self.layout.file_path(self._parse(holder)), path)
+        self._meta.add_holder(digest, file_id)
+        self.counters.upload_ok += 1
+        return file_id
+
+    # ---- appender and slave files -----------------------------------------------------------------
+    def _file_lock(self, key: str) -> threading.Lock:
+        return self._file_locks[hash(key) % len(self._file_locks)]
+
+    def put_appender(self, data: bytes = b"", ext: str = "") -> str:
+        """Store an appender file: a plain file that can later be appended to, modified and truncated."""
+        self._live()
+        self._check_ext(ext)
+        self.counters.upload_total += 1
+        file_id = self._put_plain([data], ext, appender=True, known_size=len(data))
+        self.counters.upload_ok += 1
+        self.counters.upload_bytes += len(data)
+        return file_id
+
+    def _appender_path(self, file_id: str) -> tuple[FileId, str]:
+        parsed = self._parse(file_id)
+        if parsed.trunk is not None:
+            raise FileNotFound(f"{file_id} is a trunk file, not an appender file")
+        path = self.layout.file_path(parsed)
+        if not os.path.exists(path):
+            raise FileNotFound(f"no file {file_id}")
+        if not parsed.is_appender:
+            raise NotAppender(f"{file_id} is not an appender file")
+        return parsed, path
+
+    def append(self, file_id: str, data: bytes) -> int:
+        """Append to an appender file; returns its new size."""
+        self._live()
+        self.counters.append_total += 1
+        parsed, path = self._appender_path(file_id)
+        self._guard.admit(parsed.store_path, len(data))
+        with self._file_lock(parsed.remote_filename):
+            size = plainfiles.write_at(path, None, data, durable=self._durable)
+        self.counters.append_ok += 1
+        self.counters.append_bytes += len(data)
+        return size
+
+    def modify(self, file_id: str, offset: int, data: bytes) -> int:
+        """Overwrite an appender file's bytes at ``offset`` (at most its size); returns its new size."""
+        self._live()
+        self.counters.modify_total += 1
+        parsed, path = self._appender_path(file_id)
+        with self._file_lock(parsed.remote_filename):
+            size = os.stat(path).st_size
+            if not 0 <= offset <= size:
+                raise InvalidArgument(f"modify offset {offset} outside the file's {size} bytes")
+            self._guard.admit(parsed.store_path, max(0, offset + len(data) - size))
+            new_size = plainfiles.write_at(path, offset, data, durable=self._durable)
+        self.counters.modify_ok += 1
+        self.counters.modify_bytes += len(data)
+        return new_size
+
+    def truncate(self, file_id: str, size: int = 0) -> None:
+        """Cut an appender file to ``size`` bytes (at most its current size)."""
+        self._live()
+        self.counters.truncate_total += 1
+        parsed, path = self._appender_path(file_id)
+        with self._file_lock(parsed.remote_filename):
+            current = os.stat(path).st_size
+            if not 0 <= size <= current:
+                raise InvalidArgument(f"truncate size {size} outside 0..{current}")
+            plainfiles.truncate(path, size, durable=self._durable)
+        self.counters.truncate_ok += 1
+
+    def regenerate_appender_name(self, file_id: str) -> str:
+        """Turn an appender file into a normal file: a new ID with its real size and crc32."""
+        self._live()
+        parsed, path = self._appender_path(file_id)
+        with self._file_lock(parsed.remote_filename):
+            size, crc = plainfiles.crc32_of(path)
+            name = fid.encode_name(
+                self._source, int(time.time()), fid.make_size_field(size), crc, None, fid.make_tail(parsed.ext)
+            )
+            new_path = os.path.join(os.path.dirname(path), name)
+            os.link(path, new_path)
+            os.unlink(path)
+            if self._durable:
+                fsync_dir(os.path.dirname(path))
+        new_id = self._format(parsed.store_path, parsed.sub_high, parsed.sub_low, name)
+        self._meta.rename_meta(parsed.remote_filename, new_id.split("/", 1)[1])
+        return new_id
+
+    def put_slave(self, master_id: str, prefix: str, data: bytes | BinaryIO, ext: str = "") -> str:
+        """Store a slave file named after its master (``<master name><prefix>.<ext>``)."""
+        self._live()
+        self._check_ext(ext)
+        fid.check_prefix(prefix)
+        master = self._parse(master_id)
+        if master.is_slave:
+            raise InvalidArgument(f"{master_id} is a slave file; a slave's master must not be one")
+        self.stat(master_id)  # the master must exist
+        name = fid.slave_name(master, prefix, ext)
+        if len(name) + 10 + len(self.group) + 1 > fid.MAX_FILE_ID_LEN:
+            raise InvalidArgument("slave file name too long")
+        self.counters.upload_total += 1
+        chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else plainfiles.read_chunks(data)
+        directory = self.layout.ensure_data_dir(master.store_path, master.sub_high, master.sub_low)
+        spooled = plainfiles.spool(self.layout.tmp_dir(master.store_path), chunks, durable=self._durable)
+        try:
+            self._guard.admit(master.store_path, spooled.size)
+        except BaseException:
+            plainfiles.discard(spooled)
+            raise
+        plainfiles.publish(spooled, os.path.join(directory, name), durable=self._durable)
+        self.counters.upload_ok += 1
+        self.counters.upload_bytes += spooled.size
+        return self._format(master.store_path, master.sub_high, master.sub_low, name)
+
+    # ---- metadata ---------------------------------------------------------------------------------
+    def set_meta(self, file_id: str, meta: Mapping[str, str], merge: bool = False) -> None:
+        """Replace (or with ``merge``, update) the file's metadata; an empty replace deletes it."""
+        self._live()
+        self.counters.set_meta_total += 1
+        parsed = self._parse(file_id)
+        self.stat(file_id)
+        self._meta.set_meta(parsed.remote_filename, meta, merge=merge)
+        self.counters.set_meta_ok += 1
+
+    def get_meta(self, file_id: str) -> dict[str, str]:
+        """The file's metadata (empty if it has none)."""
+        self._live()
+        self.counters.get_meta_total += 1
+        parsed = self._parse(file_id)
+        self.stat(file_id)
+        meta = self._meta.get_meta(parsed.remote_filename) or {}
+        self.counters.get_meta_ok += 1
+        return meta
+
+    # ---- inspection -------------------------------------------------------------------------------
+    def check(self, fix: bool = False) -> CheckReport:
+        """Verify every invariant: free-space trees, containers, and each allocated slot's header."""
+        from trunkstore.verify import check_store
+
+        self._live()
+        return check_store(self, self._pool, fix=fix)
+
+    def scrub(self) -> ScrubReport:
+        """Re-read every stored file and verify its crc32."""
+        from trunkstore.verify import scrub_store
+
+        self._live()
+        return scrub_store(self, self._pool)
+
+    def stats(self) -> StoreStats:
+        """Operation counters (as FastDFS's storage stats) and space figures."""
+        pool = self._pool.stats()
+        totals = [self._guard.usage(i) for i in range(self._path_count)]
+        return StoreStats(
+            counters=self.counters.snapshot(),
+            trunk_containers=pool["trunk_containers"],
+            trunk_capacity_bytes=pool["trunk_capacity_bytes"],
+            trunk_free_bytes=pool["trunk_free_bytes"],
+            trunk_free_extents=pool["trunk_free_extents"],
+            metadata_entries=self._meta.meta_count(),
+            dedup_holders=self._meta.holder_count(),
+            disk_total_bytes=sum(t for t, _ in totals),
+            disk_free_bytes=sum(f for _, f in totals),
+        )
+
+
+def expected_header(parsed: FileId) -> bytes:
+    """The slot header a trunk file's ID implies."""
+    trunk = parsed.trunk
+    assert trunk is not None
+    return HEADER.pack(TYPE_FILE, trunk.alloc_size, parsed.declared_size, parsed.crc32, parsed.timestamp, parsed.ext7)
+
+
+def header_crc(header: bytes) -> int:
+    return int.from_bytes(header[9:13], "big")
+
+
+def _same_content(store: Store, holder: str, path: str) -> bool:
+    try:
+        holder_path, offset, size = store.locate(holder)
+    except FileNotFound:
+        return False
+    return same_bytes(holder_path, offset, size, path)

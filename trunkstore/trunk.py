@@ -1,0 +1,100 @@
+"""One trunk container: a sparse file of ``trunk_file_size`` bytes holding many slots.
+
+Writes go through ``pwrite``; reads of whole slots go through a shared read-only memory map, which
+costs no system call when the pages are cached (``pread`` is used where mapping is unavailable).
+Containers are never truncated while mapped: freed space is returned by punching holes, and a
+container is only unlinked once wholly free, so a map never faults on a missing page.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+
+from trunkstore import diskio
+
+
+class TrunkContainer:
+    """An open container file.  Thread-safe for concurrent reads and writes of distinct slots."""
+
+    __slots__ = ("fd", "map", "path", "size", "store_path", "sub_high", "sub_low", "trunk_id")
+
+    def __init__(
+        self, path: str, trunk_id: int, store_path: int, sub_high: int, sub_low: int, size: int, fd: int
+    ) -> None:
+        self.path = path
+        self.trunk_id = trunk_id
+        self.store_path = store_path
+        self.sub_high = sub_high
+        self.sub_low = sub_low
+        self.size = size
+        self.fd = fd
+        self.map: mmap.mmap | None = None
+        try:
+            self.map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+        except (OSError, ValueError):
+            self.map = None
+
+    @classmethod
+    def create(
+        cls, path: str, trunk_id: int, store_path: int, sub_high: int, sub_low: int, size: int
+    ) -> TrunkContainer:
+        """Create (or reset a stray leftover at) ``path`` as an all-free sparse container."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.ftruncate(fd, 0)  # a file left by a crash before its creation was recorded holds nothing
+            os.ftruncate(fd, size)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, trunk_id, store_path, sub_high, sub_low, size, fd)
+
+    @classmethod
+    def open(
+        cls, path: str, trunk_id: int, store_path: int, sub_high: int, sub_low: int, size: int
+    ) -> TrunkContainer:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, trunk_id, store_path, sub_high, sub_low, size, fd)
+
+    def read(self, offset: int, length: int) -> bytes:
+        mapped = self.map
+        if mapped is not None:
+            return mapped[offset : offset + length]
+        return os.pread(self.fd, length, offset)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, offset)
+            view = view[written:]
+            offset += written
+
+    def write_parts(self, offset: int, parts: list[bytes]) -> None:
+        """Write several buffers back to back in one system call when possible."""
+        total = sum(len(part) for part in parts)
+        written = os.pwritev(self.fd, parts, offset)
+        if written < total:
+            self.write(offset + written, b"".join(parts)[written:])
+
+    def clear(self, offset: int, length: int, free_start: int, free_end: int) -> None:
+        diskio.clear_range(self.fd, offset, length, free_start, free_end)
+
+    def datasync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def disk_usage(self) -> int:
+        return os.fstat(self.fd).st_blocks * 512
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

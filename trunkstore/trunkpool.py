@@ -1,0 +1,519 @@
+"""The trunk containers of one store: allocation, the allocation journal, and durability.
+
+Write order, for crash safety (as bbolt does it):
+
+1. a slot is *reserved* in the in-memory free-space tree (nothing on disk yet);
+2. the caller writes the slot's header and data into the container;
+3. the slot is *confirmed*: its ``A`` record is staged;
+4. a commit syncs the dirty containers (data on disk), then appends the staged records to the
+   journal and syncs it (the allocation published), and only then acknowledges the writers.
+
+Freeing runs the other way round: the ``F`` record is made durable first, then the slot is zeroed (whole
+pages punched out of the file) and only then returned to the free-space tree, so a crash can never
+leave a slot both reusable and still holding the old file's header.  Replaying the journal re-zeroes
+every freed range, which makes a crash between the record and the zeroing harmless.
+
+With ``sync_mode="always"`` concurrent writers share commits (group commit).  With ``"none"`` and
+``"interval"`` the records are written at once (so a killed process loses nothing the OS has) and
+synced never or in the background.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from trunkstore import diskio, journal
+from trunkstore.config import StoreConfig
+from trunkstore.errors import CorruptData, FileNotFound, StoreClosed, StoreFull
+from trunkstore.freespace import Extent, FreeSpace, FreeSpaceError
+from trunkstore.groupcommit import GroupCommit
+from trunkstore.journal import ContainerState, Journal, Snapshot
+from trunkstore.layout import Layout
+from trunkstore.slot import HEADER_SIZE, TYPE_SHARED
+from trunkstore.trunk import TrunkContainer
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A reserved slot: write its bytes, then :meth:`TrunkPool.confirm` or :meth:`TrunkPool.release`."""
+
+    container: TrunkContainer
+    offset: int
+    size: int
+
+
+class TrunkPool:
+    """Every trunk container of a store and the state of their space."""
+
+    def __init__(self, layout: Layout, config: StoreConfig) -> None:
+        self._layout = layout
+        self._config = config
+        self._mode = config.sync_mode
+        self._lock = threading.Lock()
+        self._spaces = [FreeSpace(config.slot_min_size) for _ in layout.store_dirs]
+        self.containers: dict[int, TrunkContainer] = {}
+        self._next_trunk_id = config.trunk_id_start
+        self._journal = Journal(layout.journal_dir, durable=self._mode != "none")
+        # Staged, not yet journaled (always mode): the records, the containers and directories to sync
+        # before them, and the work to do once they are durable.
+        self._pending = bytearray()
+        self._dirty: set[TrunkContainer] = set()
+        self._new_dirs: set[str] = set()
+        self._frees_after_commit: list[Extent] = []
+        self._unlinks_after_commit: list[TrunkContainer] = []
+        # Slots reserved whose A record is not journaled yet, and slots whose F record is staged.
+        self._unlogged: dict[tuple[int, int], int] = {}
+        self._freeing: set[tuple[int, int]] = set()
+        # Containers being removed (R record staged), and closed ones whose descriptors are kept open
+        # for a while so that a concurrent reader never reads through a recycled descriptor.
+        self._removing: dict[int, TrunkContainer] = {}
+        self._retired: list[TrunkContainer] = []
+        self._retired_old: list[TrunkContainer] = []
+        self._commit = GroupCommit(self._flush)
+        self._broken: BaseException | None = None
+        self._closed = False
+        self._syncer: threading.Thread | None = None
+        self._stop_syncer = threading.Event()
+        self.replayed_records = 0
+        self._recover()
+        if self._mode == "interval":
+            self._syncer = threading.Thread(target=self._sync_loop, name="trunkstore-sync", daemon=True)
+            self._syncer.start()
+
+    # ---- recovery ---------------------------------------------------------------------------------
+    def _recover(self) -> None:
+        snapshot, records = self._journal.load()
+        if snapshot is not None:
+            self._next_trunk_id = max(self._next_trunk_id, snapshot.next_trunk_id)
+            for state in snapshot.containers:
+                self._adopt(state.trunk_id, state.store_path, state.sub_high, state.sub_low, state.capacity)
+                space = self._spaces[state.store_path]
+                space.add_container(state.trunk_id, state.capacity, free=False)
+                for offset, size in state.free:
+                    space.free(state.trunk_id, offset, size)
+        count = 0
+        for record in records:
+            count += 1
+            self._apply(record)
+        self.replayed_records = count
+        if count:
+            # Fold what was replayed into a snapshot so that the next open starts from here.
+            with self._lock:
+                self._take_snapshot()
+
+    def _apply(self, record: journal.Record) -> None:
+        kind, trunk_id = record.kind, record.trunk_id
+        try:
+            if kind == journal.NEW_CONTAINER:
+                if record.store_path >= len(self._spaces):
+                    raise CorruptData(f"journal names store path {record.store_path}, which is not configured")
+                self._adopt(trunk_id, record.store_path, record.sub_high, record.sub_low, record.size)
+                self._spaces[record.store_path].add_container(trunk_id, record.size)
+                self._next_trunk_id = max(self._next_trunk_id, trunk_id + self._config.trunk_id_step)
+            elif kind == journal.ALLOC:
+                self._space_of(trunk_id).reserve(trunk_id, record.offset, record.size)
+            elif kind == journal.FREE:
+                merged = self._space_of(trunk_id).free(trunk_id, record.offset, record.size)
+                # The crash may have come between this record and the zeroing of the slot.
+                self.containers[trunk_id].clear(
+                    record.offset, record.size, merged.offset, merged.offset + merged.size
+                )
+            elif kind == journal.REMOVE_CONTAINER:
+                container = self.containers.pop(trunk_id, None)
+                if container is not None:
+                    self._spaces[container.store_path].remove_container(trunk_id)
+                    container.close()
+                    _unlink_quietly(container.path)
+        except FreeSpaceError as exc:
+            raise CorruptData(f"allocation journal contradicts itself: {exc}") from exc
+
+    def _adopt(self, trunk_id: int, store_path: int, sub_high: int, sub_low: int, capacity: int) -> None:
+        path = self._layout.container_path(store_path, sub_high, sub_low, trunk_id)
+        self._layout.ensure_data_dir(store_path, sub_high, sub_low)
+        try:
+            container = TrunkContainer.open(path, trunk_id, store_path, sub_high, sub_low, capacity)
+        except FileNotFoundError:
+            # Created but lost before its directory entry was synced: nothing acknowledged was in it
+            # (data is synced before the records that publish it), so an empty container replaces it.
+            container = TrunkContainer.create(path, trunk_id, store_path, sub_high, sub_low, capacity)
+        self.containers[trunk_id] = container
+
+    def _space_of(self, trunk_id: int) -> FreeSpace:
+        container = self.containers.get(trunk_id)
+        if container is None:
+            raise FreeSpaceError(f"unknown container {trunk_id}")
+        return self._spaces[container.store_path]
+
+    # ---- allocation -------------------------------------------------------------------------------
+    def reserve(self, store_path: int, size: int) -> Reservation:
+        """Reserve a slot of at least ``size`` bytes in ``store_path``, creating a container if needed."""
+        with self._lock:
+            self._check_usable()
+            space = self._spaces[store_path]
+            extent = space.allocate(size)
+            if extent is None:
+                self._create_container(store_path)
+                extent = space.allocate(size)
+                if extent is None:  # pragma: no cover - slot_max_size <= trunk_file_size / 2
+                    raise StoreFull(f"no slot of {size} bytes even in a new container")
+            self._unlogged[(extent.trunk_id, extent.offset)] = extent.size
+            return Reservation(self.containers[extent.trunk_id], extent.offset, extent.size)
+
+    def reserve_at(self, trunk_id: int, offset: int, size: int) -> Reservation:
+        """Reserve exactly ``[offset, offset + size)`` of an existing container (it must be free)."""
+        with self._lock:
+            self._check_usable()
+            container = self.containers.get(trunk_id)
+            if container is None:
+                raise FileNotFound(f"no trunk container {trunk_id}")
+            try:
+                self._spaces[container.store_path].reserve(trunk_id, offset, size)
+            except FreeSpaceError as exc:
+                raise StoreFull(f"slot {trunk_id}:{offset}+{size} is not free: {exc}") from exc
+            self._unlogged[(trunk_id, offset)] = size
+            return Reservation(container, offset, size)
+
+    def _create_container(self, store_path: int) -> None:
+        trunk_id = self._next_trunk_id
+        self._next_trunk_id += self._config.trunk_id_step
+        high, low = self._layout.next_subdir(store_path)
+        directory = self._layout.ensure_data_dir(store_path, high, low)
+        path = self._layout.container_path(store_path, high, low, trunk_id)
+        capacity = self._config.trunk_file_size
+        container = TrunkContainer.create(path, trunk_id, store_path, high, low, capacity)
+        self.containers[trunk_id] = container
+        self._spaces[store_path].add_container(trunk_id, capacity)
+        self._log(journal.encode_record(journal.NEW_CONTAINER, trunk_id, 0, capacity, store_path, high, low))
+        self._new_dirs.add(directory)
+
+    def confirm(self, reservation: Reservation) -> int:
+        """Publish a written slot.  Returns a ticket for :meth:`wait` (0: nothing to wait for)."""
+        container, offset, size = reservation.container, reservation.offset, reservation.size
+        with self._lock:
+            self._check_usable()
+            del self._unlogged[(container.trunk_id, offset)]
+            self._dirty.add(container)
+            self._log(journal.encode_record(journal.ALLOC, container.trunk_id, offset, size))
+            if self._mode != "always":
+                self._maybe_snapshot()
+                return 0
+        return self._commit.ticket()
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back a reservation whose write failed."""
+        container = reservation.container
+        with self._lock:
+            if self._unlogged.pop((container.trunk_id, reservation.offset), None) is None:
+                return
+            self._spaces[container.store_path].free(container.trunk_id, reservation.offset, reservation.size)
+
+    def wait(self, ticket: int) -> None:
+        if ticket:
+            self._commit.wait(ticket)
+
+    def free(self, trunk_id: int, offset: int, size: int, expected_header: bytes | None) -> int:
+        """Free the slot at ``trunk_id:offset``, first checking that it still holds ``expected_header``.
+
+        The check and the staging happen under one lock, so a slot freed and reused meanwhile is never
+        freed again.  Returns a ticket for :meth:`wait`.  Raises :class:`FileNotFound` when the slot
+        does not hold that file.
+        """
+        with self._lock:
+            self._check_usable()
+            container = self.containers.get(trunk_id)
+            key = (trunk_id, offset)
+            if (
+                container is None
+                or key in self._freeing
+                or key in self._unlogged
+                or self._spaces[container.store_path].is_free(trunk_id, offset, size)
+                or offset + size > container.size
+                or (expected_header is not None and container.read(offset, HEADER_SIZE) != expected_header)
+            ):
+                raise FileNotFound(f"no file at trunk {trunk_id} offset {offset}")
+            self._freeing.add(key)
+            self._log(journal.encode_record(journal.FREE, trunk_id, offset, size))
+            if self._mode == "always":
+                self._frees_after_commit.append(Extent(trunk_id, offset, size))
+            else:
+                self._release_freed([Extent(trunk_id, offset, size)])
+                self._maybe_snapshot()
+                return 0
+        return self._commit.ticket()
+
+    def _release_freed(self, extents: list[Extent]) -> None:
+        """Zero freed slots and return them to the tree; their F records are written.  Lock held.
+
+        The slot is merged first, to learn the whole free run around it (pages that straddled a
+        neighbour freed earlier can now be punched); it cannot be reallocated before its bytes are
+        cleared, as the lock is held until then.
+        """
+        for extent in extents:
+            container = self.containers[extent.trunk_id]
+            space = self._spaces[container.store_path]
+            merged = space.free(extent.trunk_id, extent.offset, extent.size)
+            container.clear(extent.offset, extent.size, merged.offset, merged.offset + merged.size)
+            self._freeing.discard((extent.trunk_id, extent.offset))
+            if space.is_empty_container(extent.trunk_id) and len(space.containers()) > 1:
+                self._remove_container(container)
+
+    def _remove_container(self, container: TrunkContainer) -> None:
+        trunk_id = container.trunk_id
+        self._spaces[container.store_path].remove_container(trunk_id)
+        del self.containers[trunk_id]
+        self._dirty.discard(container)
+        self._removing[trunk_id] = container
+        self._log(journal.encode_record(journal.REMOVE_CONTAINER, trunk_id, 0, 0))
+        if self._mode == "always":
+            self._unlinks_after_commit.append(container)
+        else:
+            self._unlink(container)
+
+    def _unlink(self, container: TrunkContainer) -> None:
+        _unlink_quietly(container.path)
+        self._removing.pop(container.trunk_id, None)
+        self._retired.append(container)
+
+    # ---- journaling -------------------------------------------------------------------------------
+    def _log(self, record: bytes) -> None:
+        """Stage (always mode) or write (other modes) one record; the lock is held."""
+        if self._mode == "always":
+            self._pending += record
+            return
+        self._journal.append(record)
+
+    def _maybe_snapshot(self) -> None:
+        if self._journal.records_in_gen >= self._config.snapshot_every:
+            self._take_snapshot()
+
+    def _flush(self) -> None:
+        """One group-commit round: data, then records, then what waited for the records."""
+        with self._lock:
+            payload = bytes(self._pending)
+            self._pending.clear()
+            dirty, self._dirty = self._dirty, set()
+            new_dirs, self._new_dirs = self._new_dirs, set()
+            frees, self._frees_after_commit = self._frees_after_commit, []
+            unlinks, self._unlinks_after_commit = self._unlinks_after_commit, []
+        self._write_durably(payload, dirty, new_dirs)
+        with self._lock:
+            for container in unlinks:
+                self._unlink(container)
+            self._release_freed(frees)
+            self._maybe_snapshot()
+
+    def _write_durably(self, payload: bytes, dirty: set[TrunkContainer], new_dirs: set[str]) -> None:
+        try:
+            for directory in new_dirs:
+                diskio.fsync_dir(directory)
+            for container in dirty:
+                if container.fd >= 0:
+                    container.datasync()
+            if payload:
+                self._journal.append(payload)
+                self._journal.sync()
+        except OSError as exc:
+            # What is on disk is now unknown: refuse further writes rather than guess.
+            self._broken = exc
+            raise
+
+    def _drain(self) -> None:
+        """Journal everything staged and finish what waited for it, all under the held lock."""
+        while self._pending or self._frees_after_commit or self._unlinks_after_commit:
+            payload = bytes(self._pending)
+            self._pending.clear()
+            dirty, self._dirty = self._dirty, set()
+            new_dirs, self._new_dirs = self._new_dirs, set()
+            frees, self._frees_after_commit = self._frees_after_commit, []
+            unlinks, self._unlinks_after_commit = self._unlinks_after_commit, []
+            self._write_durably(payload, dirty, new_dirs)
+            for container in unlinks:
+                self._unlink(container)
+            self._release_freed(frees)
+
+    def sync(self) -> None:
+        """Make everything written so far durable, whatever the sync mode."""
+        if self._mode == "always":
+            self._commit.wait(self._commit.ticket())
+            return
+        with self._lock:
+            containers = list(self.containers.values())
+        for container in containers:
+            container.datasync()
+        with self._lock:
+            self._journal.sync()
+
+    def _sync_loop(self) -> None:
+        while not self._stop_syncer.wait(self._config.sync_interval):
+            try:
+                self.sync()
+            except (OSError, StoreClosed) as exc:
+                self._broken = exc
+                return
+
+    def _take_snapshot(self) -> None:
+        """Write the allocation state as of a new journal generation; the lock is held.
+
+        Everything staged is journaled first, so the snapshot is exactly the journaled state, except
+        for reservations not yet confirmed: they count as free (their records follow in the new
+        generation, or never come).  Containers being removed count as wholly free.
+        """
+        self._drain()
+        containers: list[ContainerState] = []
+        for trunk_id, container in sorted(self.containers.items()):
+            space = self._spaces[container.store_path]
+            extents = [(e.offset, e.size) for e in space.extents(trunk_id)]
+            extents += [(offset, size) for (tid, offset), size in self._unlogged.items() if tid == trunk_id]
+            containers.append(_state(container, _merge(extents)))
+        for container in self._removing.values():
+            containers.append(_state(container, ((0, container.size),)))
+        snapshot = Snapshot(self._journal.gen + 1, self._next_trunk_id, tuple(containers))
+        self._journal.write_snapshot(snapshot)
+        for old in self._retired_old:
+            old.close()
+        self._retired_old, self._retired = self._retired, []
+
+    def mark_shared(self, trunk_id: int, offset: int) -> None:
+        """Mark a slot as shared by several IDs (dedup), durably unless syncing is off."""
+        with self._lock:
+            container = self.containers.get(trunk_id)
+            if container is None or self._spaces[container.store_path].is_free(trunk_id, offset):
+                raise FileNotFound(f"no slot at trunk {trunk_id} offset {offset}")
+            container.write(offset, TYPE_SHARED)
+        if self._mode != "none":
+            container.datasync()
+
+    # ---- reading and inspection -------------------------------------------------------------------
+    def read(self, trunk_id: int, offset: int, length: int) -> bytes:
+        container = self.containers.get(trunk_id)
+        if container is None or offset + length > container.size:
+            raise FileNotFound(f"no trunk container {trunk_id} holding offset {offset}")
+        try:
+            return container.read(offset, length)
+        except ValueError as exc:  # the map was closed by a concurrent removal
+            raise FileNotFound(f"trunk container {trunk_id} was removed") from exc
+
+    def is_allocated(self, trunk_id: int, offset: int, size: int) -> bool:
+        with self._lock:
+            container = self.containers.get(trunk_id)
+            if container is None or (trunk_id, offset) in self._freeing:
+                return False
+            return not self._spaces[container.store_path].is_free(trunk_id, offset, size)
+
+    def allocated_extents(self) -> Iterator[tuple[TrunkContainer, Extent]]:
+        """Every allocated run of every container (a run may hold several slots back to back)."""
+        with self._lock:
+            runs = [
+                (container, run)
+                for trunk_id, container in sorted(self.containers.items())
+                for run in self._spaces[container.store_path].allocated(trunk_id)
+            ]
+        yield from runs
+
+    def check(self) -> list[str]:
+        """Problems found in the allocation state (empty when every invariant holds)."""
+        problems: list[str] = []
+        with self._lock:
+            for index, space in enumerate(self._spaces):
+                try:
+                    space._check()
+                except AssertionError as exc:
+                    problems.append(f"store path {index}: free-space tree: {exc}")
+                for trunk_id in space.containers():
+                    if self.containers.get(trunk_id) is None:
+                        problems.append(f"store path {index}: container {trunk_id} tracked but not open")
+            for trunk_id, container in self.containers.items():
+                if not self._spaces[container.store_path].has_container(trunk_id):
+                    problems.append(f"container {trunk_id} open but has no free-space entry")
+                if not os.path.exists(container.path):
+                    problems.append(f"container {trunk_id} file {container.path} is missing")
+        return problems
+
+    @property
+    def journal_dir(self) -> str:
+        return self._journal.directory
+
+    @contextlib.contextmanager
+    def quiesced(self) -> Iterator[None]:
+        """Hold the allocation lock with everything staged journaled (for verification)."""
+        with self._lock:
+            self._drain()
+            yield
+
+    def free_extents_by_container(self) -> dict[int, list[tuple[int, int]]]:
+        """``{trunk_id: [(offset, size), ...]}``; the lock is held by the caller (see :meth:`quiesced`)."""
+        result = {}
+        for trunk_id, container in self.containers.items():
+            result[trunk_id] = [(e.offset, e.size) for e in self._spaces[container.store_path].extents(trunk_id)]
+        for trunk_id, container in self._removing.items():
+            result[trunk_id] = [(0, container.size)]
+        return result
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "trunk_containers": len(self.containers),
+                "trunk_free_bytes": sum(space.free_bytes for space in self._spaces),
+                "trunk_capacity_bytes": sum(c.size for c in self.containers.values()),
+                "trunk_free_extents": sum(len(space) for space in self._spaces),
+                "journal_generation": self._journal.gen,
+            }
+
+    def free_bytes(self, store_path: int) -> int:
+        with self._lock:
+            return self._spaces[store_path].free_bytes
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        if self._broken is not None:
+            raise CorruptData(f"a sync failed earlier ({self._broken}); reopen the store") from self._broken
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._stop_syncer.set()
+        if self._syncer is not None:
+            self._syncer.join()
+        try:
+            if self._broken is None:
+                self.sync()
+                with self._lock:
+                    self._take_snapshot()
+        finally:
+            with self._lock:
+                self._closed = True
+                for container in [*self.containers.values(), *self._removing.values()]:
+                    container.close()
+                for container in [*self._retired, *self._retired_old]:
+                    container.close()
+                self._journal.close()
+
+
+def _state(container: TrunkContainer, free: tuple[tuple[int, int], ...]) -> ContainerState:
+    return ContainerState(
+        container.trunk_id, container.size, container.store_path, container.sub_high, container.sub_low, free
+    )
+
+
+def _merge(extents: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    merged: list[list[int]] = []
+    for offset, size in sorted(extents):
+        if merged and merged[-1][0] + merged[-1][1] == offset:
+            merged[-1][1] += size
+        else:
+            merged.append([offset, size])
+    return tuple((offset, size) for offset, size in merged)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
