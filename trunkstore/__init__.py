@@ -24,7 +24,6 @@ from trunkstore.fileid import FileId, FileKind, parse_file_id
 from trunkstore.reports import CheckReport, FileStat, ScrubReport, StoreStats
 from trunkstore.store import Store
 
-
 __all__ = [
     "CheckReport",
     "ConfigError",

@@ -1,64 +1,96 @@
-"""The read fast path for trunk file IDs: ID text to slot location and expected header, in ~1 µs.
+"""The read fast path for whole small files: ID text to bytes in a few microseconds.
 
 :func:`trunkstore.fileid.parse_file_id` builds a full :class:`~trunkstore.fileid.FileId`; reading a
-small file needs only where its slot is and what header it must carry, so this decodes exactly that
-from the ID's fixed positions.  It accepts only what the full parser accepts as a trunk ID of this
-store; anything else returns ``None`` and takes the full parser's path, which reports errors.
+whole trunk file needs only where its slot is and the header the slot must carry, so this decodes
+exactly that from the ID's fixed positions and compares it with the bytes on disk:
+
+* both base64 parts are decoded in one call (a pad character aligns the trunk part on a byte);
+* the directory part ``Mxx/HH/HH/`` is checked by comparing it with the directory of the container the
+  ID names, and the extension part by comparing it with the slot header, which repeats it; so nothing
+  this path accepts could be refused by the full parser, and a stale or forged ID fails the header.
+
+Anything it does not handle (another kind of file, a range, a mismatch, a checksum failure) returns
+``None``; the caller then takes the full path, which reports the precise error.
 """
 
 from __future__ import annotations
 
 import binascii
-import re
+import mmap
 import struct
+from collections.abc import Callable
 
-from trunkstore.fileid import _CANONICAL_LAST, SIZE_MARK, TRUNK_FLAG
+from trunkstore.fileid import _CANONICAL_LAST
 
-_TO_STD = bytes.maketrans(b"-_", b"+/")
-_TRUNK = struct.Struct(">III")
-_SIZE = struct.Struct(">Q")
-_FLAGS = SIZE_MARK | TRUNK_FLAG
+# '-' and '_' become the standard alphabet; a literal '+' or '/' becomes '!', which the strict decoder
+# refuses, so only the URL-safe spelling is accepted.
+_TO_STD = bytes.maketrans(b"-_+/", b"+/!!")
+_LOCATION = struct.Struct(">II")
 _CANONICAL = frozenset(c.encode()[0] for c in _CANONICAL_LAST)
+_FLAGS = 0x88  # top byte of the size field: SIZE_MARK | TRUNK_FLAG
 
 
-class TrunkIdReader:
-    """Decodes the trunk IDs of one store (its group, store path count and sub-directory count)."""
+class SlotMap:
+    """``trunk_id -> (memory map, b"Mxx/HH/HH/")`` of the open containers, kept by the pool."""
 
-    __slots__ = ("_prefix", "_re", "_start")
+    __slots__ = ("entries",)
 
-    def __init__(self, group: str, store_path_count: int, subdir_count: int) -> None:
-        self._prefix = group + "/M"
-        self._start = len(group) + 1
-        last_path = store_path_count - 1
-        last_dir = subdir_count - 1
-        self._re = re.compile(
-            rb"M" + _hex_range(last_path) + rb"/" + _hex_range(last_dir) + rb"/" + _hex_range(last_dir)
-            + rb"/[A-Za-z0-9_-]{43}[A-Za-z0-9_.-]{7}"
-        )
+    def __init__(self) -> None:
+        self.entries: dict[int, tuple[mmap.mmap, bytes]] = {}
 
-    def locate(self, file_id: str) -> tuple[int, int, bytes, int] | None:
-        """``(trunk_id, slot_offset, expected_header, size)`` of a well-formed trunk ID, else ``None``."""
-        if len(file_id) != self._start + 60 or not file_id.startswith(self._prefix):
+    def add(self, trunk_id: int, mapped: mmap.mmap | None, store_path: int, sub_high: int, sub_low: int) -> None:
+        if mapped is not None:
+            self.entries[trunk_id] = (mapped, f"M{store_path:02X}/{sub_high:02X}/{sub_low:02X}/".encode())
+
+    def remove(self, trunk_id: int) -> None:
+        self.entries.pop(trunk_id, None)
+
+
+def make_reader(group: str, slots: SlotMap, crc32: Callable[[bytes], int] | None) -> Callable[[str], bytes | None]:
+    """A function returning a whole trunk file's bytes for a valid ID of ``group``, else ``None``.
+
+    With ``crc32``, the bytes are verified against the crc32 in the slot header (and so in the ID).
+    """
+    prefix = group + "/"
+    start = len(prefix)
+    id_length = start + 60
+    entries = slots.entries
+    a2b = binascii.a2b_base64
+    unpack_location = _LOCATION.unpack_from
+    canonical = _CANONICAL
+
+    def read_whole(file_id: str) -> bytes | None:
+        if len(file_id) != id_length or not file_id.startswith(prefix):
             return None
         raw = file_id.encode("ascii", "replace")
-        start = self._start
-        if self._re.fullmatch(raw, start) is None or raw[start + 36] not in _CANONICAL:
-            return None
         try:
-            info = binascii.a2b_base64(raw[start + 10 : start + 37].translate(_TO_STD) + b"=", strict_mode=True)
-            trunk = binascii.a2b_base64(raw[start + 37 : start + 53].translate(_TO_STD), strict_mode=True)
+            decoded = a2b(
+                (raw[start + 10 : start + 37] + b"A" + raw[start + 37 : start + 53]).translate(_TO_STD),
+                strict_mode=True,
+            )
         except binascii.Error:
             return None
-        if _SIZE.unpack_from(info, 8)[0] & _FLAGS != _FLAGS or b"." in raw[start + 37 : start + 53]:
+        # decoded: info[0:20] (source, timestamp, size field, crc32), pad byte, trunk[21:33]
+        if decoded[8] & _FLAGS != _FLAGS or raw[start + 36] not in canonical:
             return None
-        trunk_id, offset, _alloc = _TRUNK.unpack(trunk)
-        # type, alloc_size, file_size (low word of the size field), crc32, mtime (timestamp), ext7
-        header = b"F" + trunk[8:12] + info[12:16] + info[16:20] + info[4:8] + raw[start + 53 :]
-        return trunk_id, offset, header, int.from_bytes(info[12:16], "big")
+        trunk_id, offset = unpack_location(decoded, 21)
+        entry = entries.get(trunk_id)
+        if entry is None or raw[start : start + 10] != entry[1]:
+            return None
+        mapped = entry[0]
+        size = int.from_bytes(decoded[12:16], "big")
+        try:
+            # type, alloc_size, file_size, crc32, mtime, ext7
+            if (
+                mapped[offset : offset + 24]
+                != b"F" + decoded[29:33] + decoded[12:20] + decoded[4:8] + raw[start + 53 :]
+            ):
+                return None
+            data = mapped[offset + 24 : offset + 24 + size]
+        except ValueError:  # the container was closed meanwhile
+            return None
+        if crc32 is not None and crc32(data) != int.from_bytes(decoded[16:20], "big"):
+            return None
+        return data
 
-
-def _hex_range(last: int) -> bytes:
-    """A regex matching the upper-case two-digit hex numbers 00 .. ``last``."""
-    if last == 255:
-        return rb"[0-9A-F]{2}"
-    return b"(?:" + b"|".join(f"{i:02X}".encode() for i in range(last + 1)) + b")"
+    return read_whole

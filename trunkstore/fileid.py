@@ -30,6 +30,7 @@ from trunkstore.errors import InvalidArgument, InvalidFileId
 
 INFO = struct.Struct(">IIQI")
 TRUNK_INFO = struct.Struct(">III")
+_TRUNK_NAME = struct.Struct(">IIQIxIII")
 
 SIZE_MARK = 1 << 63
 TRUNK_FLAG = 1 << 59
@@ -159,10 +160,12 @@ def check_group(group: str) -> str:
 
 def make_tail(ext: str) -> str:
     """The random 7-character extension part for ``ext`` (already validated)."""
-    if ext:
-        digits = MAX_EXT - len(ext)
-        return (f"{_rng.randrange(10**digits):0{digits}d}" if digits else "") + "." + ext
-    return f"{_rng.randrange(10**TAIL_CHARS):07d}"
+    digits = TAIL_CHARS - 1 - len(ext) if ext else TAIL_CHARS
+    number = str(_rng.getrandbits(30) % _POWERS[digits]).zfill(digits) if digits else ""
+    return number + "." + ext if ext else number
+
+
+_POWERS = [10**n for n in range(TAIL_CHARS + 1)]
 
 
 def make_size_field(size: int, *, trunk: bool = False, appender: bool = False) -> int:
@@ -185,6 +188,20 @@ def encode_name(
         packed = TRUNK_INFO.pack(trunk.trunk_id, trunk.offset, trunk.alloc_size)
         name += binascii.b2a_base64(packed, newline=False).translate(_TO_URL).decode("ascii")
     return name + tail
+
+
+def encode_trunk_name(
+    source: int, timestamp: int, size: int, crc32: int, trunk_id: int, offset: int, alloc_size: int, tail: str
+) -> str:
+    """The name of a new trunk file: :func:`encode_name` in one base64 call, for the upload hot path.
+
+    A zero byte after the 20 info bytes aligns the trunk part on a character boundary: the first 27
+    characters are then exactly the info part's encoding, the 28th is dropped.
+    """
+    size_field = ((_rng.getrandbits(23) | 0x80000000) << 32) | size | TRUNK_FLAG
+    raw = _TRUNK_NAME.pack(source, timestamp, size_field, crc32, trunk_id, offset, alloc_size)
+    text = binascii.b2a_base64(raw, newline=False).translate(_TO_URL).decode("ascii")
+    return text[:INFO_CHARS] + text[INFO_CHARS + 1 :] + tail
 
 
 def format_file_id(group: str, store_path: int, sub_high: int, sub_low: int, name: str) -> str:

@@ -104,9 +104,7 @@ class Snapshot:
 def encode_snapshot(snapshot: Snapshot) -> bytes:
     parts = [_SNAP_HEAD.pack(_SNAP_MAGIC, snapshot.gen, snapshot.next_trunk_id, len(snapshot.containers))]
     for c in snapshot.containers:
-        parts.append(
-            _SNAP_CONTAINER.pack(c.trunk_id, c.capacity, c.store_path, c.sub_high, c.sub_low, len(c.free))
-        )
+        parts.append(_SNAP_CONTAINER.pack(c.trunk_id, c.capacity, c.store_path, c.sub_high, c.sub_low, len(c.free)))
         parts.extend(_SNAP_EXTENT.pack(offset, size) for offset, size in c.free)
     body = b"".join(parts)
     return body + _CRC.pack(zlib.crc32(body))
@@ -220,9 +218,7 @@ class Journal:
         """
         old_gens = [g for g in self._generations() if g < build.gen]
         self._create_gen(build.gen)
-        diskio.write_file_atomic(
-            os.path.join(self.directory, "snapshot"), encode_snapshot(build), durable=self.durable
-        )
+        diskio.write_file_atomic(os.path.join(self.directory, "snapshot"), encode_snapshot(build), durable=self.durable)
         self._close_fd()
         self.gen = build.gen
         self._open_append(build.gen)

@@ -143,9 +143,7 @@ class MetaDB:
                 self._db.execute("DELETE FROM content WHERE digest = ?", (digest,))
                 return 0
             other = self._db.execute("SELECT file_id FROM holders WHERE digest = ? LIMIT 1", (digest,)).fetchone()
-            self._db.execute(
-                "UPDATE content SET refs = refs - 1, file_id = ? WHERE digest = ?", (other[0], digest)
-            )
+            self._db.execute("UPDATE content SET refs = refs - 1, file_id = ? WHERE digest = ?", (other[0], digest))
             return int(refs) - 1
 
     def holder_count(self) -> int:

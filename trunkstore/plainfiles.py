@@ -8,6 +8,7 @@ how a slave name that is taken already is detected.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 import zlib
@@ -30,7 +31,7 @@ class Spooled:
     crc32: int
 
 
-def spool(tmp_dir: str, chunks: Iterable[bytes | memoryview], *, durable: bool) -> Spooled:
+def spool(tmp_dir: str, chunks: Iterable[bytes | bytearray | memoryview], *, durable: bool) -> Spooled:
     """Write ``chunks`` to a new temporary file, computing size and crc32 on the way."""
     os.makedirs(tmp_dir, exist_ok=True)
     path = os.path.join(tmp_dir, uuid.uuid4().hex)
@@ -72,10 +73,8 @@ def publish(spooled: Spooled, final_path: str, *, durable: bool) -> None:
 
 
 def discard(spooled: Spooled) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(spooled.path)
-    except FileNotFoundError:
-        pass
 
 
 def read_chunks(source: BinaryIO, limit: int | None = None) -> Iterable[bytes]:
@@ -151,8 +150,6 @@ def remove_stale_tmp(tmp_dir: str) -> int:
     except FileNotFoundError:
         return 0
     for name in names:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(tmp_dir, name))
-        except FileNotFoundError:
-            pass
     return len(names)

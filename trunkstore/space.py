@@ -33,34 +33,33 @@ class SpaceGuard:
         self._available = [0] * n
         self._reserved = [0] * n
         self._total = [0] * n
-        self._since = [0] * n  # bytes admitted since the last probe
-        self._probed_at = [float("-inf")] * n
+        # Bytes that may still be admitted, and until when, before the file system is asked again.
+        self._budget = [0] * n
+        self._deadline = [float("-inf")] * n
 
     def _refresh(self, index: int) -> None:
         total, available = self._probe(self._dirs[index])
         self._total[index] = total
         self._available[index] = available
         self._reserved[index] = self._reserved_bytes(total)
-        self._since[index] = 0
-        self._probed_at[index] = time.monotonic()
+        self._budget[index] = max(available - self._reserved[index], 0) // 4
+        self._deadline[index] = time.monotonic() + _REFRESH_SECONDS
 
     def admit(self, index: int, nbytes: int) -> None:
         """Account for ``nbytes`` about to be written to store path ``index``; raise when over the limit."""
+        budget = self._budget[index] - nbytes
+        if budget >= 0 and time.monotonic() < self._deadline[index]:
+            self._budget[index] = budget
+            return
         with self._lock:
-            headroom = self._available[index] - self._since[index] - self._reserved[index]
-            if (
-                time.monotonic() - self._probed_at[index] > _REFRESH_SECONDS
-                or nbytes > headroom
-                or self._since[index] > headroom // 4
-            ):
-                self._refresh(index)
-                headroom = self._available[index] - self._reserved[index]
+            self._refresh(index)
+            headroom = self._available[index] - self._reserved[index]
             if nbytes > headroom:
                 raise StoreFull(
                     f"store path {index} is full: {max(headroom, 0)} bytes free above the reserve of "
                     f"{self._reserved[index]}, {nbytes} needed"
                 )
-            self._since[index] += nbytes
+            self._budget[index] = max(self._budget[index] - nbytes, 0)
 
     def usage(self, index: int) -> tuple[int, int]:
         """``(total, available)`` bytes of store path ``index``'s file system, freshly probed."""
@@ -71,6 +70,6 @@ class SpaceGuard:
     def most_free(self) -> int:
         with self._lock:
             for index in range(len(self._dirs)):
-                if time.monotonic() - self._probed_at[index] > _REFRESH_SECONDS:
+                if time.monotonic() >= self._deadline[index]:
                     self._refresh(index)
-            return max(range(len(self._dirs)), key=lambda i: self._available[i] - self._since[i])
+            return max(range(len(self._dirs)), key=lambda i: self._available[i])

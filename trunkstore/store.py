@@ -7,21 +7,20 @@ many threads at once.
 
 from __future__ import annotations
 
-import errno
 import itertools
 import json
 import os
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any, BinaryIO
 
 from trunkstore import fileid as fid
 from trunkstore import plainfiles
-from trunkstore.diskio import fsync_dir, write_file_atomic
+from trunkstore.checksum import crc32
 from trunkstore.config import StoreConfig
 from trunkstore.dedup import content_digest, file_digest, same_bytes
+from trunkstore.diskio import fsync_dir, write_file_atomic
 from trunkstore.errors import (
     CorruptData,
     FileNotFound,
@@ -30,10 +29,9 @@ from trunkstore.errors import (
     InvalidFileId,
     NotAppender,
     StoreClosed,
-    StoreFull,
 )
-from trunkstore.fastpath import TrunkIdReader
-from trunkstore.fileid import FileId, FileKind, TrunkLocation
+from trunkstore.fastpath import make_reader
+from trunkstore.fileid import FileId, FileKind
 from trunkstore.layout import Layout
 from trunkstore.metadb import MetaDB
 from trunkstore.reports import CheckReport, FileStat, ScrubReport, StoreStats
@@ -62,7 +60,10 @@ class Store:
         os.makedirs(self.root, exist_ok=True)
         dirs = config.store_path_dirs(self.root)
         self.layout = Layout(
-            self.root, dirs, config.subdir_count_per_path, config.file_distribute_path_mode,
+            self.root,
+            dirs,
+            config.subdir_count_per_path,
+            config.file_distribute_path_mode,
             config.file_distribute_rotate_count,
         )
         self._check_format(dirs)
@@ -81,7 +82,8 @@ class Store:
         self._meta = MetaDB(self.layout.meta_db, durable=config.sync_mode != "none")
         self.counters = Counters()
         self._pool = TrunkPool(self.layout, config)
-        self._reader = TrunkIdReader(self.group, config.store_path_count, config.subdir_count_per_path)
+        self._pool.set_id_prefix(self.group)
+        self._read_whole = make_reader(self.group, self._pool.slot_map, crc32 if config.verify_crc_on_read else None)
         self._ext_ok: set[str] = {""}
         # Appender operations on one file are serialised; distinct files proceed in parallel.
         self._file_locks = [threading.Lock() for _ in range(64)]
@@ -162,7 +164,7 @@ class Store:
         counters = self.counters
         counters.upload_total += 1
         size = len(data)
-        crc = zlib.crc32(data)
+        crc = crc32(data)
         if self.config.dedup:
             alias = self._dedup_alias(data, size, crc, ext)
             if alias is not None:
@@ -182,27 +184,16 @@ class Store:
 
     def _write_trunk(self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str) -> tuple[str, int]:
         """Write one small file into a slot; returns its ID and the ticket to wait on for durability."""
-        store_path = self._pick_store_path()
+        store_path = 0 if self._path_count == 1 else self._pick_store_path()
         alloc = slot_size(size, self._slot_min, self._align)
         self._guard.admit(store_path, alloc)
-        reservation = self._pool.reserve(store_path, alloc)
-        container = reservation.container
         timestamp = int(time.time())
         tail = fid.make_tail(ext)
-        header = HEADER.pack(TYPE_FILE, reservation.size, size, crc, timestamp, tail.encode("ascii"))
-        try:
-            container.write_parts(reservation.offset, [header, data])
-        except OSError as exc:
-            self._pool.release(reservation)
-            if exc.errno == errno.ENOSPC:
-                raise StoreFull(f"file system full while writing trunk {container.trunk_id}") from exc
-            raise
-        ticket = self._pool.confirm(reservation)
-        name = fid.encode_name(
-            self._source, timestamp, fid.make_size_field(size, trunk=True), crc,
-            TrunkLocation(container.trunk_id, reservation.offset, reservation.size), tail,
+        container, offset, alloc, ticket = self._pool.write_slot(
+            store_path, alloc, size, crc, timestamp, tail.encode("ascii"), data
         )
-        return self._format(store_path, container.sub_high, container.sub_low, name), ticket
+        name = fid.encode_trunk_name(self._source, timestamp, size, crc, container.trunk_id, offset, alloc, tail)
+        return container.id_prefix + name, ticket
 
     def _put_plain(
         self, chunks: Iterable[bytes | bytearray | memoryview], ext: str, *, appender: bool, known_size: int = 0
@@ -258,7 +249,7 @@ class Store:
                     continue
                 self._check_ext(ext)
                 self.counters.upload_total += 1
-                file_id, last_ticket = self._write_trunk(data, size, zlib.crc32(data), ext)
+                file_id, last_ticket = self._write_trunk(data, size, crc32(data), ext)
                 ids.append(file_id)
                 self.counters.upload_ok += 1
                 self.counters.upload_bytes += size
@@ -270,26 +261,13 @@ class Store:
     # ---- reading ----------------------------------------------------------------------------------
     def get(self, file_id: str, offset: int = 0, length: int | None = None) -> bytes:
         """The file's bytes from ``offset``, ``length`` of them (``None``: to the end)."""
-        self.counters.download_total += 1
-        located = self._reader.locate(file_id)
-        if located is not None and not self._closed:
-            trunk_id, slot_offset, header, size = located
-            container = self._pool.containers.get(trunk_id)
-            if container is not None and slot_offset + HEADER_SIZE + size <= container.size:
-                try:
-                    on_disk = container.read(slot_offset, HEADER_SIZE)
-                    if on_disk == header and offset == 0 and length is None:
-                        data = container.read(slot_offset + HEADER_SIZE, size)
-                        if self.config.verify_crc_on_read and zlib.crc32(data) != header_crc(header):
-                            raise CorruptData(f"{file_id}: stored bytes fail their crc32 check")
-                        self.counters.download_ok += 1
-                        self.counters.download_bytes += size
-                        return data
-                except ValueError:
-                    pass  # the container was removed meanwhile: the slow path reports it
-        data = self._get_slow(file_id, offset, length)
-        self.counters.download_ok += 1
-        self.counters.download_bytes += len(data)
+        counters = self.counters
+        counters.download_total += 1
+        data = self._read_whole(file_id) if offset == 0 and length is None else None
+        if data is None:
+            data = self._get_slow(file_id, offset, length)
+        counters.download_ok += 1
+        counters.download_bytes += len(data)
         return data
 
     def _get_slow(self, file_id: str, offset: int, length: int | None) -> bytes:
@@ -302,7 +280,7 @@ class Store:
             start = min(offset, size)
             end = size if length is None else min(size, start + length)
             data = self._pool.read(parsed.trunk.trunk_id, parsed.trunk.offset + HEADER_SIZE, size)
-            if self.config.verify_crc_on_read and zlib.crc32(data) != parsed.crc32:
+            if self.config.verify_crc_on_read and crc32(data) != parsed.crc32:
                 raise CorruptData(f"{file_id}: stored bytes fail their crc32 check")
             return data[start:end]
         path = self.layout.file_path(parsed)
@@ -320,7 +298,7 @@ class Store:
             and end == size
             and parsed.kind == FileKind.NORMAL
             and size == parsed.declared_size
-            and zlib.crc32(data) != parsed.crc32
+            and crc32(data) != parsed.crc32
         ):
             raise CorruptData(f"{file_id}: stored bytes fail their crc32 check")
         return data
@@ -416,8 +394,13 @@ class Store:
             if kind == FileKind.NORMAL and st.st_nlink > 1 and self._meta.is_holder(file_id):
                 kind = FileKind.LINK
         return FileStat(
-            file_id=str(parsed), size=size, crc32=crc, create_time=parsed.timestamp, kind=kind,
-            source_ip=fid.source_to_ip(parsed.source), source=parsed.source,
+            file_id=str(parsed),
+            size=size,
+            crc32=crc,
+            create_time=parsed.timestamp,
+            kind=kind,
+            source_ip=fid.source_to_ip(parsed.source),
+            source=parsed.source,
         )
 
     def exists(self, file_id: str) -> bool:
@@ -670,10 +653,6 @@ def expected_header(parsed: FileId) -> bytes:
     trunk = parsed.trunk
     assert trunk is not None
     return HEADER.pack(TYPE_FILE, trunk.alloc_size, parsed.declared_size, parsed.crc32, parsed.timestamp, parsed.ext7)
-
-
-def header_crc(header: bytes) -> int:
-    return int.from_bytes(header[9:13], "big")
 
 
 def _same_content(store: Store, holder: str, path: str) -> bool:

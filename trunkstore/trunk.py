@@ -17,7 +17,7 @@ from trunkstore import diskio
 class TrunkContainer:
     """An open container file.  Thread-safe for concurrent reads and writes of distinct slots."""
 
-    __slots__ = ("fd", "map", "path", "size", "store_path", "sub_high", "sub_low", "trunk_id")
+    __slots__ = ("fd", "id_prefix", "map", "path", "size", "store_path", "sub_high", "sub_low", "trunk_id")
 
     def __init__(
         self, path: str, trunk_id: int, store_path: int, sub_high: int, sub_low: int, size: int, fd: int
@@ -29,6 +29,8 @@ class TrunkContainer:
         self.sub_low = sub_low
         self.size = size
         self.fd = fd
+        #: ``group/Mxx/HH/HH/``: what every ID of a file in this container starts with.
+        self.id_prefix = ""
         self.map: mmap.mmap | None = None
         try:
             self.map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
@@ -50,9 +52,7 @@ class TrunkContainer:
         return cls(path, trunk_id, store_path, sub_high, sub_low, size, fd)
 
     @classmethod
-    def open(
-        cls, path: str, trunk_id: int, store_path: int, sub_high: int, sub_low: int, size: int
-    ) -> TrunkContainer:
+    def open(cls, path: str, trunk_id: int, store_path: int, sub_high: int, sub_low: int, size: int) -> TrunkContainer:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
             if os.fstat(fd).st_size < size:
@@ -75,7 +75,7 @@ class TrunkContainer:
             view = view[written:]
             offset += written
 
-    def write_parts(self, offset: int, parts: list[bytes]) -> None:
+    def write_parts(self, offset: int, parts: list[bytes | bytearray | memoryview]) -> None:
         """Write several buffers back to back in one system call when possible."""
         total = sum(len(part) for part in parts)
         written = os.pwritev(self.fd, parts, offset)

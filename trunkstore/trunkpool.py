@@ -21,20 +21,25 @@ synced never or in the background.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from trunkstore import diskio, journal
 from trunkstore.config import StoreConfig
 from trunkstore.errors import CorruptData, FileNotFound, StoreClosed, StoreFull
+from trunkstore.fastpath import SlotMap
 from trunkstore.freespace import Extent, FreeSpace, FreeSpaceError
 from trunkstore.groupcommit import GroupCommit
 from trunkstore.journal import ContainerState, Journal, Snapshot
 from trunkstore.layout import Layout
-from trunkstore.slot import HEADER_SIZE, TYPE_SHARED
+from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
 from trunkstore.trunk import TrunkContainer
+
+Buffer: TypeAlias = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +59,11 @@ class TrunkPool:
         self._config = config
         self._mode = config.sync_mode
         self._lock = threading.Lock()
+        self._group = config.group_name
         self._spaces = [FreeSpace(config.slot_min_size) for _ in layout.store_dirs]
         self.containers: dict[int, TrunkContainer] = {}
+        #: The open containers' memory maps, for the lock-free read fast path.
+        self.slot_map = SlotMap()
         self._next_trunk_id = config.trunk_id_start
         self._journal = Journal(layout.journal_dir, durable=self._mode != "none")
         # Staged, not yet journaled (always mode): the records, the containers and directories to sync
@@ -119,11 +127,9 @@ class TrunkPool:
             elif kind == journal.FREE:
                 merged = self._space_of(trunk_id).free(trunk_id, record.offset, record.size)
                 # The crash may have come between this record and the zeroing of the slot.
-                self.containers[trunk_id].clear(
-                    record.offset, record.size, merged.offset, merged.offset + merged.size
-                )
+                self.containers[trunk_id].clear(record.offset, record.size, merged.offset, merged.offset + merged.size)
             elif kind == journal.REMOVE_CONTAINER:
-                container = self.containers.pop(trunk_id, None)
+                container = self._unregister(trunk_id)
                 if container is not None:
                     self._spaces[container.store_path].remove_container(trunk_id)
                     container.close()
@@ -140,7 +146,29 @@ class TrunkPool:
             # Created but lost before its directory entry was synced: nothing acknowledged was in it
             # (data is synced before the records that publish it), so an empty container replaces it.
             container = TrunkContainer.create(path, trunk_id, store_path, sub_high, sub_low, capacity)
-        self.containers[trunk_id] = container
+        self._register(container)
+
+    def set_id_prefix(self, group: str) -> None:
+        """Give every container (now and later) the ID prefix of its directory in ``group``."""
+        self._group = group
+        for container in self.containers.values():
+            self._set_prefix(container)
+
+    def _set_prefix(self, container: TrunkContainer) -> None:
+        container.id_prefix = (
+            f"{self._group}/M{container.store_path:02X}/{container.sub_high:02X}/{container.sub_low:02X}/"
+        )
+
+    def _register(self, container: TrunkContainer) -> None:
+        self._set_prefix(container)
+        self.containers[container.trunk_id] = container
+        self.slot_map.add(
+            container.trunk_id, container.map, container.store_path, container.sub_high, container.sub_low
+        )
+
+    def _unregister(self, trunk_id: int) -> TrunkContainer | None:
+        self.slot_map.remove(trunk_id)
+        return self.containers.pop(trunk_id, None)
 
     def _space_of(self, trunk_id: int) -> FreeSpace:
         container = self.containers.get(trunk_id)
@@ -162,6 +190,40 @@ class TrunkPool:
                     raise StoreFull(f"no slot of {size} bytes even in a new container")
             self._unlogged[(extent.trunk_id, extent.offset)] = extent.size
             return Reservation(self.containers[extent.trunk_id], extent.offset, extent.size)
+
+    def write_slot(
+        self, store_path: int, alloc: int, file_size: int, crc: int, mtime: int, ext7: bytes, data: Buffer
+    ) -> tuple[TrunkContainer, int, int, int]:
+        """Allocate, write and publish one small file's slot under a single hold of the lock.
+
+        For files small enough that writing them while holding the lock costs less than taking it
+        twice.  Returns ``(container, offset, alloc_size, ticket)``.
+        """
+        with self._lock:
+            if self._broken is not None or self._closed:
+                self._check_usable()
+            space = self._spaces[store_path]
+            extent = space.allocate(alloc)
+            if extent is None:
+                self._create_container(store_path)
+                extent = space.allocate(alloc)
+                if extent is None:  # pragma: no cover - slot_max_size <= trunk_file_size / 2
+                    raise StoreFull(f"no slot of {alloc} bytes even in a new container")
+            trunk_id, offset, size = extent
+            container = self.containers[trunk_id]
+            try:
+                container.write_parts(offset, [HEADER.pack(TYPE_FILE, size, file_size, crc, mtime, ext7), data])
+            except OSError as exc:
+                space.free(trunk_id, offset, size)
+                if exc.errno == errno.ENOSPC:
+                    raise StoreFull(f"file system full while writing trunk {trunk_id}") from exc
+                raise
+            self._dirty.add(container)
+            self._log(journal.encode_record(journal.ALLOC, trunk_id, offset, size))
+            if self._mode != "always":
+                self._maybe_snapshot()
+                return container, offset, size, 0
+        return container, offset, size, self._commit.ticket()
 
     def reserve_at(self, trunk_id: int, offset: int, size: int) -> Reservation:
         """Reserve exactly ``[offset, offset + size)`` of an existing container (it must be free)."""
@@ -185,7 +247,7 @@ class TrunkPool:
         path = self._layout.container_path(store_path, high, low, trunk_id)
         capacity = self._config.trunk_file_size
         container = TrunkContainer.create(path, trunk_id, store_path, high, low, capacity)
-        self.containers[trunk_id] = container
+        self._register(container)
         self._spaces[store_path].add_container(trunk_id, capacity)
         self._log(journal.encode_record(journal.NEW_CONTAINER, trunk_id, 0, capacity, store_path, high, low))
         self._new_dirs.add(directory)
@@ -264,7 +326,7 @@ class TrunkPool:
     def _remove_container(self, container: TrunkContainer) -> None:
         trunk_id = container.trunk_id
         self._spaces[container.store_path].remove_container(trunk_id)
-        del self.containers[trunk_id]
+        self._unregister(trunk_id)
         self._dirty.discard(container)
         self._removing[trunk_id] = container
         self._log(journal.encode_record(journal.REMOVE_CONTAINER, trunk_id, 0, 0))
@@ -511,9 +573,5 @@ def _merge(extents: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-

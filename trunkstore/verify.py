@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def _slots(container: TrunkContainer, start: int, end: int) -> tuple[list[tuple[int, int, int, int]], int]:
     """The slots tiling ``[start, end)``: ``(offset, alloc, size, crc)`` each, and where tiling broke."""
-    slots = []
+    slots: list[tuple[int, int, int, int]] = []
     position = start
     while position < end:
         if end - position < HEADER_SIZE:
