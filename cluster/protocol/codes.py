@@ -12,7 +12,7 @@ from enum import IntEnum, IntFlag
 class Command(IntEnum):
     """The ``cmd`` byte of a frame header."""
 
-    # storage -> storage: replication (section 4 of the protocol notes)
+    # storage -> storage: replication
     SYNC_CREATE_FILE = 16
     SYNC_DELETE_FILE = 17
     SYNC_UPDATE_FILE = 18
@@ -22,7 +22,7 @@ class Command(IntEnum):
     SYNC_TRUNCATE_FILE = 37
     SYNC_RENAME_FILE = 40
 
-    # client -> storage (section 3)
+    # client -> storage
     UPLOAD_FILE = 11
     DELETE_FILE = 12
     SET_METADATA = 13
@@ -36,7 +36,7 @@ class Command(IntEnum):
     TRUNCATE_FILE = 36
     REGENERATE_APPENDER_FILENAME = 38
 
-    # storage -> tracker (section 4)
+    # storage -> tracker
     STORAGE_PARAMETER_REQ = 75
     STORAGE_REPORT_STATUS = 76
     STORAGE_JOIN = 81
@@ -47,7 +47,7 @@ class Command(IntEnum):
     STORAGE_SYNC_NOTIFY = 88
     STORAGE_SYNC_REPORT = 89
 
-    # client -> tracker (section 2)
+    # client -> tracker
     SERVER_LIST_ONE_GROUP = 90
     SERVER_LIST_ALL_GROUPS = 91
     SERVER_LIST_STORAGE = 92

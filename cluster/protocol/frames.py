@@ -53,7 +53,7 @@ class Frame:
         return Header(len(self.body), self.cmd, self.status).encode() + self.body
 
 
-def decode_header(data: bytes) -> Header:
+def decode_header(data: bytes | bytearray) -> Header:
     """The header in the first 10 bytes of ``data``; a negative ``pkg_len`` is refused."""
     if len(data) < HEADER_SIZE:
         raise ProtocolError(f"a frame header is {HEADER_SIZE} bytes, got {len(data)}")

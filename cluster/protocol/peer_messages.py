@@ -1,7 +1,7 @@
-"""Storage -> tracker requests and the tracker's replies (section 4 of the protocol notes).
+"""Storage -> tracker: joining, beats and reports, and the tracker's replies.
 
-FastDFS's own layouts where the notes give them; where they leave one open, FastDFS's layout of
-the same command, with the notes' field widths (storage IDs 16, IP text 46)::
+FastDFS's layouts of these commands, with storage IDs of 16 bytes and IP text of 46 (room for
+IPv6); the tracker list of STORAGE_JOIN is text, one ``host:port`` per line::
 
     81 STORAGE_JOIN        group[17] storage_port[8] store_path_count[8] subdir_count_per_path[8]
                            upload_priority[8] join_time[8] up_time[8] version[8] init_flag[1]
@@ -14,12 +14,6 @@ the same command, with the notes' field widths (storage IDs 16, IP text 46)::
                            changes have been applied here
        reply to 83/84/89:  empty, or flags[1] (ChangeFlag) + n x brief[67]; with GROUP_CHANGED,
                            the briefs are the group's members
-    86 SYNC_SRC_REQ        group[16] dest_id[16]: "should I feed this new storage, and up to when?"
-    87 SYNC_DEST_REQ       empty: "which storage feeds me?" (asked by a joining storage)
-       reply to 86/87:     empty (nobody), or src_id[16] until_timestamp[8]                  24 bytes
-    88 SYNC_NOTIFY         src_id[16] until_timestamp[8]: the initial sync is done; reply empty
-    76 REPORT_STATUS       group[16] brief[67]: a storage's new status; reply empty
-    75 PARAMETER_REQ       empty; reply "key=value\\n" lines (the tracker's settings for storages)
 
     brief = status[1] port[4] storage_id[16] ip[46]                                          67 bytes
 """
@@ -27,7 +21,6 @@ the same command, with the notes' field widths (storage IDs 16, IP text 46)::
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -58,7 +51,6 @@ JOIN_REPLY = struct.Struct("!B16s")  # 17
 BRIEF = struct.Struct("!Bi16s46s")  # 67
 DISK_USAGE = struct.Struct("!qq")  # 16
 SYNC_PROGRESS = struct.Struct("!16sI")  # 20
-SYNC_SOURCE = struct.Struct("!16sq")  # 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,154 +291,13 @@ class TrackerChangesReply(Reply):
         count, extra = divmod(len(body) - 1, BRIEF.size)
         if extra:
             raise ProtocolError(f"tracker changes reply of {len(body)} bytes is not 1 + n*67")
-        briefs = tuple(StorageBrief.decode(body[1 + i * BRIEF.size : 1 + (i + 1) * BRIEF.size]) for i in range(count))
+        size = BRIEF.size
+        briefs = tuple(StorageBrief.decode(body[1 + i * size : 1 + (i + 1) * size]) for i in range(count))
         return cls(_change_flags(body[0]), briefs)
 
 
 def _change_flags(value: int) -> ChangeFlag:
-    if value & ~(ChangeFlag.LEADER_CHANGED | ChangeFlag.TRUNK_SERVER_CHANGED | ChangeFlag.GROUP_CHANGED):
+    # ~ on an IntFlag stays within its defined bits: mask with a plain int.
+    if value & ~int(ChangeFlag.LEADER_CHANGED | ChangeFlag.TRUNK_SERVER_CHANGED | ChangeFlag.GROUP_CHANGED):
         raise ProtocolError(f"bad change flags {value:#x}")
     return ChangeFlag(value)
-
-
-@dataclass(frozen=True, slots=True)
-class SyncSrcRequest(Request):
-    """STORAGE_SYNC_SRC_REQ (86): asked by a storage about ``dest_id``, a new member of its group."""
-
-    COMMAND: ClassVar[Command] = Command.STORAGE_SYNC_SRC_REQ
-    group: str
-    dest_id: str
-
-    def encode_body(self) -> bytes:
-        return encode_fixed(self.group, GROUP_LEN, "group") + encode_fixed(
-            self.dest_id, STORAGE_ID_LEN, "dest storage id"
-        )
-
-    @classmethod
-    def decode(cls, body: bytes) -> SyncSrcRequest:
-        expect_len(body, GROUP_LEN + STORAGE_ID_LEN, "STORAGE_SYNC_SRC_REQ")
-        return cls(decode_fixed(body[:GROUP_LEN], "group"), decode_fixed(body[GROUP_LEN:], "dest storage id"))
-
-
-@dataclass(frozen=True, slots=True)
-class SyncDestRequest(Request):
-    """STORAGE_SYNC_DEST_REQ (87): a joining storage asks which peer will feed it."""
-
-    COMMAND: ClassVar[Command] = Command.STORAGE_SYNC_DEST_REQ
-
-    def encode_body(self) -> bytes:
-        return b""
-
-    @classmethod
-    def decode(cls, body: bytes) -> SyncDestRequest:
-        expect_len(body, 0, "STORAGE_SYNC_DEST_REQ")
-        return cls()
-
-
-@dataclass(frozen=True, slots=True)
-class SyncSourceReply(Reply):
-    """Reply to 86/87: the source storage and the cut-off time, or ``src_id`` None for nobody."""
-
-    src_id: str | None = None
-    until_timestamp: int = 0
-
-    def encode_body(self) -> bytes:
-        if self.src_id is None:
-            return b""
-        src = encode_fixed(self.src_id, STORAGE_ID_LEN, "source storage id")
-        return pack(SYNC_SOURCE, src, check_size(self.until_timestamp, "until_timestamp"))
-
-    @classmethod
-    def decode(cls, body: bytes) -> SyncSourceReply:
-        if not body:
-            return cls()
-        expect_len(body, SYNC_SOURCE.size, "sync source reply")
-        src, until = SYNC_SOURCE.unpack(body)
-        return cls(decode_fixed(src, "source storage id"), check_size(until, "until_timestamp"))
-
-
-@dataclass(frozen=True, slots=True)
-class SyncNotifyRequest(Request):
-    """STORAGE_SYNC_NOTIFY (88): the new storage has everything from ``src_id`` up to the cut-off."""
-
-    COMMAND: ClassVar[Command] = Command.STORAGE_SYNC_NOTIFY
-    src_id: str
-    until_timestamp: int
-
-    def encode_body(self) -> bytes:
-        src = encode_fixed(self.src_id, STORAGE_ID_LEN, "source storage id")
-        return pack(SYNC_SOURCE, src, check_size(self.until_timestamp, "until_timestamp"))
-
-    @classmethod
-    def decode(cls, body: bytes) -> SyncNotifyRequest:
-        expect_len(body, SYNC_SOURCE.size, "STORAGE_SYNC_NOTIFY")
-        src, until = SYNC_SOURCE.unpack(body)
-        return cls(decode_fixed(src, "source storage id"), check_size(until, "until_timestamp"))
-
-
-@dataclass(frozen=True, slots=True)
-class ReportStatusRequest(Request):
-    """STORAGE_REPORT_STATUS (76): a storage's status changed (``brief`` describes it)."""
-
-    COMMAND: ClassVar[Command] = Command.STORAGE_REPORT_STATUS
-    group: str
-    brief: StorageBrief
-
-    def encode_body(self) -> bytes:
-        return encode_fixed(self.group, GROUP_LEN, "group") + self.brief.encode()
-
-    @classmethod
-    def decode(cls, body: bytes) -> ReportStatusRequest:
-        expect_len(body, GROUP_LEN + BRIEF.size, "STORAGE_REPORT_STATUS")
-        return cls(decode_fixed(body[:GROUP_LEN], "group"), StorageBrief.decode(body[GROUP_LEN:]))
-
-
-@dataclass(frozen=True, slots=True)
-class ParameterRequest(Request):
-    """STORAGE_PARAMETER_REQ (75): the settings a tracker imposes on its storages."""
-
-    COMMAND: ClassVar[Command] = Command.STORAGE_PARAMETER_REQ
-
-    def encode_body(self) -> bytes:
-        return b""
-
-    @classmethod
-    def decode(cls, body: bytes) -> ParameterRequest:
-        expect_len(body, 0, "STORAGE_PARAMETER_REQ")
-        return cls()
-
-
-@dataclass(frozen=True, slots=True)
-class ParameterReply(Reply):
-    """Reply to PARAMETER_REQ: ``key=value`` pairs, in order.  Keys are ASCII without ``=``;
-    values printable ASCII (spaces allowed)."""
-
-    params: tuple[tuple[str, str], ...] = ()
-
-    def as_dict(self) -> Mapping[str, str]:
-        return dict(self.params)
-
-    def encode_body(self) -> bytes:
-        lines = []
-        for key, value in self.params:
-            if not key or "=" in key or not (value.isascii() and value.isprintable()):
-                raise ProtocolError(f"bad parameter {key!r}={value!r}")
-            lines.append(encode_text(key, "parameter name") + b"=" + value.encode("ascii") + b"\n")
-        return b"".join(lines)
-
-    @classmethod
-    def decode(cls, body: bytes) -> ParameterReply:
-        if not body:
-            return cls()
-        lines = body.split(b"\n")
-        if lines[-1]:
-            raise ProtocolError("parameter reply does not end with a newline")
-        params = []
-        for line in lines[:-1]:
-            key, sep, value = line.partition(b"=")
-            if not sep or not key:
-                raise ProtocolError(f"parameter line without key=value: {line!r}")
-            if not (value.isascii() and value.decode("ascii").isprintable()):
-                raise ProtocolError(f"parameter value is not printable ASCII: {line!r}")
-            params.append((decode_text(key, "parameter name"), value.decode("ascii")))
-        return cls(tuple(params))

@@ -174,8 +174,9 @@ class GroupStat:
 
     @classmethod
     def decode(cls, raw: bytes, layout: StatLayout) -> GroupStat:
-        if len(raw) != group_stat_size(layout):
-            raise ProtocolError(f"a {layout.value} group stat is {group_stat_size(layout)} bytes, not {len(raw)}")
+        size = group_stat_size(layout)
+        if len(raw) != size:
+            raise ProtocolError(f"a {layout.value} group stat is {size} bytes, not {len(raw)}")
         if layout is StatLayout.V6_15:
             (name, total, free, reserved, trunk_free, count, port, readable, writable, write_server,
              paths, subdirs, trunk_id) = GROUP_V6_15.unpack(raw)  # fmt: skip
@@ -266,7 +267,7 @@ class StorageStat:
 
 
 def _rw_mode(value: int) -> RwMode:
-    if value & ~(RwMode.READ | RwMode.WRITE):
+    if value & ~int(RwMode.READ | RwMode.WRITE):  # plain int: ~ on an IntFlag keeps its bits only
         raise ProtocolError(f"bad rw_mode {value:#x}")
     return RwMode(value)
 

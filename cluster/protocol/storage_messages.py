@@ -1,4 +1,4 @@
-"""Client -> storage requests held whole in memory, and the storage's replies (section 3).
+"""Client -> storage requests held whole in memory, and the storage's replies.
 
 Requests::
 
@@ -175,7 +175,7 @@ class QueryFileInfoRequest(Request):
 
 
 def _file_info_flags(value: int) -> FileInfoFlag:
-    if value & ~(FileInfoFlag.NO_CRC32 | FileInfoFlag.SILENT):
+    if value & ~int(FileInfoFlag.NO_CRC32 | FileInfoFlag.SILENT):  # plain int: ~ on an IntFlag keeps its bits
         raise ProtocolError(f"bad QUERY_FILE_INFO flags {value:#x}")
     return FileInfoFlag(value)
 

@@ -146,7 +146,8 @@ class RequestDecoder:
             return None
         head_len = cls.head_size(bytes(self._buf[: cls.FIXED_SIZE]))
         if head_len > header.pkg_len:
-            raise ProtocolError(f"{cls.COMMAND.name} head of {head_len} bytes overruns pkg_len {header.pkg_len}")
+            name = cls.COMMAND.name
+            raise ProtocolError(f"{name} head of {head_len} bytes overruns pkg_len {header.pkg_len}")
         if len(self._buf) < head_len:
             return None
         request = cls.decode_head(bytes(self._buf[:head_len]), header.pkg_len)

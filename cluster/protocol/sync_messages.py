@@ -1,4 +1,4 @@
-"""Storage -> storage replication requests (section 4 of the protocol notes).
+"""Storage -> storage replication requests.
 
 FastDFS's layouts (``storage/storage_sync.c``): length fields first, then the source operation's
 ``timestamp[4]`` and ``group[16]``, then the names, then the data.  ``timestamp`` is the Unix time

@@ -1,4 +1,4 @@
-"""Tracker commands a client uses (section 2 of the protocol notes), except the stat listings.
+"""Tracker commands a client uses, except the stat listings (those are in :mod:`.stats`).
 
 Requests::
 
@@ -258,7 +258,8 @@ class StoreTargetsReply(Reply):
             raise ProtocolError(f"store_path_index out of range: {self.store_path_index}")
         parts = [encode_fixed(self.group, GROUP_LEN, "group")]
         for server in self.servers:
-            parts.append(SERVER.pack(encode_fixed(server.host, TRACKER_IP_LEN, "ip"), check_port(server.port)))
+            ip = encode_fixed(server.host, TRACKER_IP_LEN, "ip")
+            parts.append(SERVER.pack(ip, check_port(server.port)))
         parts.append(bytes((self.store_path_index,)))
         return b"".join(parts)
 

@@ -1,4 +1,4 @@
-"""Client -> storage requests that carry file data (section 3): their heads, streamed.
+"""Client -> storage requests that carry file data: their heads, the data being streamed.
 
 Each message is the head of its request; the file data follows it on the wire and is never held
 in the message (see :class:`~cluster.protocol.base.StreamedRequest`)::
