@@ -129,7 +129,11 @@ class FileId:
 
     @property
     def ext(self) -> str:
-        dot = self.tail.rfind(".")
+        """The extension (which may itself contain dots, as ``tar.gz``); a slave's is after its last dot."""
+        if self.is_slave:
+            dot = self.tail.rfind(".")
+            return self.tail[dot + 1 :] if dot >= 0 else ""
+        dot = self.tail.find(".")
         return self.tail[dot + 1 :] if dot >= 0 else ""
 
     @property
@@ -267,18 +271,23 @@ def parse_file_id(file_id: str, group: str | None = None) -> FileId:
 
 
 def slave_name(master: FileId, prefix: str, ext: str) -> str:
-    """FastDFS's slave naming: the master's name without ``.ext``, the prefix, then ``.ext``."""
+    """FastDFS's slave naming (``fdfs_gen_slave_filename``).
+
+    The master's name is cut at the first ``.`` of its last 7 characters (if any), then the prefix and
+    ``.ext`` follow; an ``ext`` that starts with ``.`` is used as it is.
+    """
     base = master.name
-    dot = master.tail.rfind(".")
+    dot = base.find(".", len(base) - TAIL_CHARS)
     if dot >= 0:
-        base = base[: len(base) - len(master.tail) + dot]
-    return base + prefix + ("." + ext if ext else "")
+        base = base[:dot]
+    suffix = "" if not ext else ext if ext.startswith(".") else "." + ext
+    return base + prefix + suffix
 
 
 def source_from_ip(ip: str) -> int:
     """The 4 source bytes of an ID for a storage at IPv4 address ``ip``."""
     parts = ip.split(".")
-    if len(parts) != 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+    if len(parts) != 4 or not all(p.isascii() and p.isdigit() and int(p) < 256 for p in parts):
         raise InvalidArgument(f"not an IPv4 address: {ip!r}")
     return int.from_bytes(bytes(int(p) for p in parts), "big")
 

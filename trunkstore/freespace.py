@@ -97,6 +97,8 @@ class FreeSpace:
         remainder would be smaller than ``min_split``.  ``None`` when no extent is large enough.
         ``O(log n)``.
         """
+        if size <= 0:
+            raise FreeSpaceError(f"allocation size must be positive, not {size}")
         by_size = self._by_size
         carve = self._carve
         index = by_size.bisect_left((size, -1, -1))
@@ -165,10 +167,15 @@ class FreeSpace:
             self._park_carve(trunk_id)
         index = extents.bisect_right(offset)
         start, new_size = offset, size
+        # Refuse an overlap on either side before changing anything.
         if index > 0:
             left_start, left_size = extents.peekitem(index - 1)
             if left_start + left_size > offset:
                 raise FreeSpaceError(f"range {trunk_id}:{offset}+{size} is already free")
+        if index < len(extents) and extents.peekitem(index)[0] < end:
+            raise FreeSpaceError(f"range {trunk_id}:{offset}+{size} is already free")
+        if index > 0:
+            left_start, left_size = extents.peekitem(index - 1)
             if left_start + left_size == offset:
                 self._delete(trunk_id, left_start, left_size)
                 start, new_size = left_start, new_size + left_size

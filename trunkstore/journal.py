@@ -116,14 +116,21 @@ def decode_snapshot(data: bytes) -> Snapshot:
     magic, gen, next_trunk_id, count = _SNAP_HEAD.unpack_from(data, 0)
     if magic != _SNAP_MAGIC:
         raise CorruptData("allocation snapshot has an unknown format")
+    end = len(data) - 4
     position = _SNAP_HEAD.size
     containers = []
     for _ in range(count):
+        if position + _SNAP_CONTAINER.size > end:
+            raise CorruptData("allocation snapshot is shorter than its container count says")
         trunk_id, capacity, store_path, high, low, n = _SNAP_CONTAINER.unpack_from(data, position)
         position += _SNAP_CONTAINER.size
+        if position + n * _SNAP_EXTENT.size > end:
+            raise CorruptData("allocation snapshot is shorter than its extent counts say")
         free = tuple(_SNAP_EXTENT.iter_unpack(data[position : position + n * _SNAP_EXTENT.size]))
         position += n * _SNAP_EXTENT.size
         containers.append(ContainerState(trunk_id, capacity, store_path, high, low, free))
+    if position != end:
+        raise CorruptData("allocation snapshot has bytes its counts do not account for")
     return Snapshot(gen, next_trunk_id, tuple(containers))
 
 
