@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from trunkstore.conffile import parse_bool, parse_float, parse_int, parse_size, read_conf, single
-from trunkstore.errors import ConfigError
+from trunkstore.errors import ConfigError, InvalidArgument
 from trunkstore.fileid import check_group, source_from_ip
 from trunkstore.slot import HEADER_SIZE
 
@@ -72,8 +72,11 @@ class StoreConfig:
     trunk_id_step: int = 1
 
     def __post_init__(self) -> None:
-        check_group(self.group_name)
-        source_from_ip(self.storage_ip)
+        try:
+            check_group(self.group_name)
+            source_from_ip(self.storage_ip)
+        except InvalidArgument as exc:
+            raise ConfigError(str(exc)) from None
         if self.storage_id is not None and not 0 < self.storage_id < 1 << 32:
             raise ConfigError(f"storage_id {self.storage_id} out of range 1 .. 2**32-1")
         if not 1 <= self.store_path_count <= 256:

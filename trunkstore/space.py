@@ -36,13 +36,16 @@ class SpaceGuard:
         # Bytes that may still be admitted, and until when, before the file system is asked again.
         self._budget = [0] * n
         self._deadline = [float("-inf")] * n
+        # Bytes admitted since the last probe: they may not have reached the disk when it is probed
+        # again, so the next probe counts them as still to come (at worst twice, never not at all).
+        self._recent = [0] * n
 
     def _refresh(self, index: int) -> None:
         total, available = self._probe(self._dirs[index])
         self._total[index] = total
         self._available[index] = available
         self._reserved[index] = self._reserved_bytes(total)
-        self._budget[index] = max(available - self._reserved[index], 0) // 4
+        self._budget[index] = max(available - self._reserved[index] - self._recent[index], 0) // 4
         self._deadline[index] = time.monotonic() + _REFRESH_SECONDS
 
     def admit(self, index: int, nbytes: int) -> None:
@@ -50,16 +53,19 @@ class SpaceGuard:
         budget = self._budget[index] - nbytes
         if budget >= 0 and time.monotonic() < self._deadline[index]:
             self._budget[index] = budget
+            self._recent[index] += nbytes
             return
         with self._lock:
             self._refresh(index)
-            headroom = self._available[index] - self._reserved[index]
+            headroom = self._available[index] - self._reserved[index] - self._recent[index]
+            self._recent[index] = 0
             if nbytes > headroom:
                 raise StoreFull(
                     f"store path {index} is full: {max(headroom, 0)} bytes free above the reserve of "
                     f"{self._reserved[index]}, {nbytes} needed"
                 )
             self._budget[index] = max(self._budget[index] - nbytes, 0)
+            self._recent[index] = nbytes
 
     def usage(self, index: int) -> tuple[int, int]:
         """``(total, available)`` bytes of store path ``index``'s file system, freshly probed."""
