@@ -60,7 +60,7 @@ def make_reader(group: str, slots: SlotMap, crc32: Callable[[bytes], int] | None
     canonical = _CANONICAL
 
     def read_whole(file_id: str) -> bytes | None:
-        if len(file_id) != id_length or not file_id.startswith(prefix):
+        if file_id.__class__ is not str or len(file_id) != id_length or not file_id.startswith(prefix):
             return None
         raw = file_id.encode("ascii", "replace")
         try:

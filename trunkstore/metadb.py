@@ -68,16 +68,18 @@ class MetaDB:
     # ---- metadata ---------------------------------------------------------------------------------
     def set_meta(self, file: str, meta: Mapping[str, str], *, merge: bool) -> None:
         with self._lock, self._db:
+            existed = self._db.execute("SELECT 1 FROM meta WHERE file = ?", (file,)).fetchone() is not None
             current = self._get_meta(file) if merge else {}
             current.update(meta)
             if current:
+                self._meta_rows += not existed
                 self._db.execute(
                     "INSERT INTO meta (file, data) VALUES (?, ?) ON CONFLICT(file) DO UPDATE SET data=excluded.data",
                     (file, encode_meta(current)),
                 )
             else:
                 self._db.execute("DELETE FROM meta WHERE file = ?", (file,))
-            (self._meta_rows,) = self._db.execute("SELECT COUNT(*) FROM meta").fetchone()
+                self._meta_rows -= existed
 
     def get_meta(self, file: str) -> dict[str, str] | None:
         with self._lock:

@@ -87,11 +87,16 @@ class Store:
         self._ext_ok: set[str] = {""}
         # Appender operations on one file are serialised; distinct files proceed in parallel.
         self._file_locks = [threading.Lock() for _ in range(64)]
+        # With dedup, finding a holder, sharing its slot and registering the new holder must not
+        # interleave with the deletion of holders.
+        self._dedup_lock = threading.RLock()
         self._closed = False
 
     # ---- lifecycle --------------------------------------------------------------------------------
     def _check_format(self, dirs: list[str]) -> None:
-        record = {"format": _FORMAT_VERSION, **self.config.format_record(), "store_paths": dirs}
+        # Paths inside the root are recorded relative to it, so a store can be moved or restored elsewhere.
+        recorded_dirs = [os.path.relpath(d, self.root) if d.startswith(self.root + os.sep) else d for d in dirs]
+        record = {"format": _FORMAT_VERSION, **self.config.format_record(), "store_paths": recorded_dirs}
         path = self.layout.format_file
         try:
             with open(path, encoding="utf-8") as handle:
@@ -166,18 +171,16 @@ class Store:
         size = len(data)
         crc = crc32(data)
         if self.config.dedup:
-            alias = self._dedup_alias(data, size, crc, ext)
-            if alias is not None:
-                counters.upload_ok += 1
-                counters.upload_bytes += size
-                return alias
+            with self._dedup_lock:
+                file_id = self._put_deduplicated(data, size, crc, ext)
+            counters.upload_ok += 1
+            counters.upload_bytes += size
+            return file_id
         if size + HEADER_SIZE <= self._slot_max:
             file_id, ticket = self._write_trunk(data, size, crc, ext)
             self._pool.wait(ticket)
         else:
             file_id = self._put_plain([data], ext, appender=False)
-        if self.config.dedup:
-            self._meta.add_holder(content_digest(data), file_id)
         counters.upload_ok += 1
         counters.upload_bytes += size
         return file_id
@@ -223,13 +226,14 @@ class Store:
         # Read up to one trunk slot's worth: a file that fits goes into a trunk from memory, a larger
         # one is streamed to a plain file without ever being held whole.
         limit = self._slot_max - HEADER_SIZE
-        head = source.read(limit + 1) if limit >= 0 else b""
+        head = _read_up_to(source, limit + 1) if limit >= 0 else b""
         if limit >= 0 and len(head) <= limit:
             return self.put(head, ext)
         self.counters.upload_total += 1
         chunks = itertools.chain([head], plainfiles.read_chunks(source))
         if self.config.dedup:
-            return self._put_plain_dedup(chunks, ext)
+            with self._dedup_lock:
+                return self._put_plain_dedup(chunks, ext)
         file_id = self._put_plain(chunks, ext, appender=False)
         self.counters.upload_ok += 1
         self.counters.upload_bytes += self.stat(file_id).size
@@ -308,6 +312,7 @@ class Store:
         trunk = parsed.trunk
         assert trunk is not None
         expected = expected_header(parsed)
+        self._check_container_dir(parsed)
         try:
             on_disk = self._pool.read(trunk.trunk_id, trunk.offset, HEADER_SIZE)
         except FileNotFound:
@@ -317,6 +322,18 @@ class Store:
         if on_disk[:1] == TYPE_SHARED and self._shared_slot_matches(parsed, on_disk):
             return parsed.declared_size
         raise FileNotFound(f"no file {parsed}")
+
+    def _check_container_dir(self, parsed: FileId) -> None:
+        """A trunk ID must name the directory its container is in, as FastDFS paths do."""
+        trunk = parsed.trunk
+        assert trunk is not None
+        container = self._pool.containers.get(trunk.trunk_id)
+        if container is None or (container.store_path, container.sub_high, container.sub_low) != (
+            parsed.store_path,
+            parsed.sub_high,
+            parsed.sub_low,
+        ):
+            raise FileNotFound(f"no file {parsed}")
 
     def _shared_slot_matches(self, parsed: FileId, on_disk: bytes) -> bool:
         """A slot shared by dedup: the ID must be a registered holder of content of its size and crc."""
@@ -333,6 +350,8 @@ class Store:
     def read_into(self, file_id: str, out: BinaryIO, offset: int = 0, length: int | None = None) -> int:
         """Stream the file's bytes (a range of them) into ``out``; returns how many were written."""
         self._live()
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidArgument("offset and length must not be negative")
         parsed = self._parse(file_id)
         if parsed.trunk is not None:
             data = self.get(file_id, offset, length)
@@ -416,6 +435,14 @@ class Store:
         self._live()
         self.counters.delete_total += 1
         parsed = self._parse(file_id)
+        if self.config.dedup:
+            with self._dedup_lock:
+                self._delete_parsed(parsed, file_id)
+        else:
+            self._delete_parsed(parsed, file_id)
+        self.counters.delete_ok += 1
+
+    def _delete_parsed(self, parsed: FileId, file_id: str) -> None:
         key = parsed.remote_filename
         if parsed.trunk is not None:
             self._delete_trunk(parsed)
@@ -428,12 +455,12 @@ class Store:
                 except FileNotFoundError:
                     raise FileNotFound(f"no file {file_id}") from None
         self._meta.delete_meta(key)
-        self.counters.delete_ok += 1
 
     def _delete_trunk(self, parsed: FileId) -> None:
         trunk = parsed.trunk
         assert trunk is not None
         expected = expected_header(parsed)
+        self._check_container_dir(parsed)
         try:
             ticket = self._pool.free(trunk.trunk_id, trunk.offset, trunk.alloc_size, expected)
         except FileNotFound:
@@ -449,6 +476,18 @@ class Store:
         self._pool.wait(ticket)
 
     # ---- dedup ------------------------------------------------------------------------------------
+    def _put_deduplicated(self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str) -> str:
+        alias = self._dedup_alias(data, size, crc, ext)
+        if alias is not None:
+            return alias
+        if size + HEADER_SIZE <= self._slot_max:
+            file_id, ticket = self._write_trunk(data, size, crc, ext)
+            self._pool.wait(ticket)
+        else:
+            file_id = self._put_plain([data], ext, appender=False)
+        self._meta.add_holder(content_digest(data), file_id)
+        return file_id
+
     def _dedup_alias(self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str) -> str | None:
         """A new ID sharing the bytes of an identical stored file, or ``None`` if there is none."""
         holder = self._meta.find_content(content_digest(data))
@@ -580,6 +619,9 @@ class Store:
             raise InvalidArgument(f"{master_id} is a slave file; a slave's master must not be one")
         self.stat(master_id)  # the master must exist
         name = fid.slave_name(master, prefix, ext)
+        if len(name) == len(master.name):
+            # FastDFS tells slaves from masters by length alone: this name would read as a master's.
+            raise InvalidArgument(f"prefix {prefix!r} with extension {ext!r} gives a name as long as the master's")
         if len(name) + 10 + len(self.group) + 1 > fid.MAX_FILE_ID_LEN:
             raise InvalidArgument("slave file name too long")
         self.counters.upload_total += 1
@@ -646,6 +688,19 @@ class Store:
             disk_total_bytes=sum(t for t, _ in totals),
             disk_free_bytes=sum(f for _, f in totals),
         )
+
+
+def _read_up_to(source: BinaryIO, count: int) -> bytes:
+    """Read ``count`` bytes, or fewer only at end of file (``read`` may return less at a time)."""
+    parts = []
+    remaining = count
+    while remaining > 0:
+        chunk = source.read(remaining)
+        if not chunk:
+            break
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
 
 
 def expected_header(parsed: FileId) -> bytes:

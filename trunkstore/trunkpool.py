@@ -20,6 +20,7 @@ synced never or in the background.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import os
@@ -104,14 +105,43 @@ class TrunkPool:
                 for offset, size in state.free:
                     space.free(state.trunk_id, offset, size)
         count = 0
+        freed: list[tuple[int, int, int]] = []
         for record in records:
             count += 1
             self._apply(record)
+            if record.kind == journal.FREE:
+                freed.append((record.trunk_id, record.offset, record.size))
+        self._clear_freed_after_replay(freed)
         self.replayed_records = count
         if count:
             # Fold what was replayed into a snapshot so that the next open starts from here.
             with self._lock:
                 self._take_snapshot()
+
+    def _clear_freed_after_replay(self, freed: list[tuple[int, int, int]]) -> None:
+        """Zero what replayed ``F`` records freed and what is still free once every record is applied.
+
+        The crash may have come between an ``F`` record and the zeroing of its slot; but a later ``A``
+        record may have handed the same bytes to a new, acknowledged file, so only the parts still
+        free at the end of the replay are cleared.
+        """
+        by_container: dict[int, list[tuple[int, int]]] = {}
+        for trunk_id, offset, size in freed:
+            by_container.setdefault(trunk_id, []).append((offset, offset + size))
+        for trunk_id, ranges in by_container.items():
+            container = self.containers.get(trunk_id)
+            if container is None:
+                continue
+            extents = self._spaces[container.store_path].extents(trunk_id)
+            starts = [e.offset for e in extents]
+            for start, end in ranges:
+                index = max(bisect.bisect_right(starts, start) - 1, 0)
+                while index < len(extents) and extents[index].offset < end:
+                    extent = extents[index]
+                    low, high = max(start, extent.offset), min(end, extent.offset + extent.size)
+                    if low < high:
+                        container.clear(low, high - low, extent.offset, extent.offset + extent.size)
+                    index += 1
 
     def _apply(self, record: journal.Record) -> None:
         kind, trunk_id = record.kind, record.trunk_id
@@ -125,9 +155,7 @@ class TrunkPool:
             elif kind == journal.ALLOC:
                 self._space_of(trunk_id).reserve(trunk_id, record.offset, record.size)
             elif kind == journal.FREE:
-                merged = self._space_of(trunk_id).free(trunk_id, record.offset, record.size)
-                # The crash may have come between this record and the zeroing of the slot.
-                self.containers[trunk_id].clear(record.offset, record.size, merged.offset, merged.offset + merged.size)
+                self._space_of(trunk_id).free(trunk_id, record.offset, record.size)
             elif kind == journal.REMOVE_CONTAINER:
                 container = self._unregister(trunk_id)
                 if container is not None:
@@ -399,6 +427,8 @@ class TrunkPool:
 
     def sync(self) -> None:
         """Make everything written so far durable, whatever the sync mode."""
+        if self._closed:
+            raise StoreClosed("the store is closed")
         if self._mode == "always":
             self._commit.wait(self._commit.ticket())
             return
