@@ -1,0 +1,1 @@
+"""Benchmarks of the trunkstore engine against plain files and SQLite; run with ``pytest bench``."""
