@@ -216,7 +216,7 @@ def plot(results: list[Result], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     groups = sorted({(r.workload, r.size) for r in results}, key=lambda g: (WORKLOADS.index(g[0]), g[1]))
-    fig, ax = plt.subplots(figsize=(17, 6.5))
+    fig, ax = plt.subplots(figsize=(17, 7))
     seen: set[str] = set()
     for index, (workload, size) in enumerate(groups):
         members = [r for r in results if (r.workload, r.size) == (workload, size)]
@@ -232,7 +232,8 @@ def plot(results: list[Result], path: str, title: str) -> None:
     ax.set_ylabel("operations per second (median round, log scale)")
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=3, loc="upper right")
+    # Below the axes, where it hides no bar.
+    ax.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
