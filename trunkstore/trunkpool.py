@@ -209,15 +209,20 @@ class TrunkPool:
         """Reserve a slot of at least ``size`` bytes in ``store_path``, creating a container if needed."""
         with self._lock:
             self._check_usable()
-            space = self._spaces[store_path]
-            extent = space.allocate(size)
-            if extent is None:
-                self._create_container(store_path)
-                extent = space.allocate(size)
-                if extent is None:  # pragma: no cover - slot_max_size <= trunk_file_size / 2
-                    raise StoreFull(f"no slot of {size} bytes even in a new container")
+            extent = self._allocate(store_path, size)
             self._unlogged[(extent.trunk_id, extent.offset)] = extent.size
             return Reservation(self.containers[extent.trunk_id], extent.offset, extent.size)
+
+    def _allocate(self, store_path: int, size: int) -> Extent:
+        """Best fit in ``store_path``, creating a container when nothing fits; the lock is held."""
+        space = self._spaces[store_path]
+        extent = space.allocate(size)
+        if extent is None:
+            self._create_container(store_path)
+            extent = space.allocate(size)
+            if extent is None:  # pragma: no cover - slot_max_size <= trunk_file_size / 2
+                raise StoreFull(f"no slot of {size} bytes even in a new container")
+        return extent
 
     def write_slot(
         self, store_path: int, alloc: int, file_size: int, crc: int, mtime: int, ext7: bytes, data: Buffer
@@ -231,12 +236,7 @@ class TrunkPool:
             if self._broken is not None or self._closed:
                 self._check_usable()
             space = self._spaces[store_path]
-            extent = space.allocate(alloc)
-            if extent is None:
-                self._create_container(store_path)
-                extent = space.allocate(alloc)
-                if extent is None:  # pragma: no cover - slot_max_size <= trunk_file_size / 2
-                    raise StoreFull(f"no slot of {alloc} bytes even in a new container")
+            extent = self._allocate(store_path, alloc)
             trunk_id, offset, size = extent
             container = self.containers[trunk_id]
             try:
