@@ -1,0 +1,5 @@
+"""``python -m bench.load``."""
+
+from .cli import main
+
+raise SystemExit(main())
