@@ -23,6 +23,7 @@ from trunkstore.errors import (
 from trunkstore.fileid import FileId, FileKind, parse_file_id
 from trunkstore.reports import CheckReport, FileStat, ScrubReport, StoreStats
 from trunkstore.store import Store
+from trunkstore.upload import Upload
 
 __all__ = [
     "CheckReport",
@@ -44,5 +45,6 @@ __all__ = [
     "StoreFull",
     "StoreStats",
     "TrunkstoreError",
+    "Upload",
     "parse_file_id",
 ]

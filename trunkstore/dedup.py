@@ -14,14 +14,29 @@ def content_digest(data: bytes | bytearray | memoryview) -> bytes:
     return xxhash.xxh3_128_digest(data) + len(data).to_bytes(8, "big")
 
 
+class ContentHasher:
+    """:func:`content_digest` of bytes that arrive piece by piece."""
+
+    __slots__ = ("_hasher", "_size")
+
+    def __init__(self) -> None:
+        self._hasher = xxhash.xxh3_128()
+        self._size = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._hasher.update(data)
+        self._size += memoryview(data).nbytes
+
+    def digest(self) -> bytes:
+        return self._hasher.digest() + self._size.to_bytes(8, "big")
+
+
 def file_digest(path: str) -> bytes:
-    hasher = xxhash.xxh3_128()
-    size = 0
+    hasher = ContentHasher()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             hasher.update(chunk)
-            size += len(chunk)
-    return hasher.digest() + size.to_bytes(8, "big")
+    return hasher.digest()
 
 
 def same_bytes(path_a: str, offset_a: int, size_a: int, path_b: str) -> bool:

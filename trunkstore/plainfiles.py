@@ -9,14 +9,15 @@ how a slave name that is taken already is detected.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from trunkstore import diskio
+from trunkstore.checksum import crc32
 from trunkstore.errors import FileExists, FileNotFound, StoreFull
 
 CHUNK = 1 << 20
@@ -31,30 +32,59 @@ class Spooled:
     crc32: int
 
 
+class SpoolWriter:
+    """A new temporary file in ``tmp_dir`` written piece by piece; its size and crc32 are kept on the way.
+
+    :meth:`finish` closes it and returns the :class:`Spooled` file; :meth:`discard` (idempotent) removes it.
+    """
+
+    __slots__ = ("crc32", "fd", "path", "size")
+
+    def __init__(self, tmp_dir: str) -> None:
+        os.makedirs(tmp_dir, exist_ok=True)
+        self.path = os.path.join(tmp_dir, uuid.uuid4().hex)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.size = 0
+        self.crc32 = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        self.crc32 = crc32(view, self.crc32)
+        self.size += view.nbytes
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StoreFull(f"file system full while writing {self.path}") from exc
+            raise
+
+    def finish(self, *, durable: bool) -> Spooled:
+        """Close the file (synced first when ``durable``); the writer must not be written to again."""
+        if durable:
+            os.fsync(self.fd)
+        fd, self.fd = self.fd, -1
+        os.close(fd)
+        return Spooled(self.path, self.size, self.crc32)
+
+    def discard(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
 def spool(tmp_dir: str, chunks: Iterable[bytes | bytearray | memoryview], *, durable: bool) -> Spooled:
     """Write ``chunks`` to a new temporary file, computing size and crc32 on the way."""
-    os.makedirs(tmp_dir, exist_ok=True)
-    path = os.path.join(tmp_dir, uuid.uuid4().hex)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    size = 0
-    crc = 0
+    writer = SpoolWriter(tmp_dir)
     try:
         for chunk in chunks:
-            view = memoryview(chunk)
-            crc = zlib.crc32(view, crc)
-            size += len(view)
-            while view:
-                view = view[os.write(fd, view) :]
-        if durable:
-            os.fsync(fd)
-    except BaseException as exc:
-        os.close(fd)
-        os.unlink(path)
-        if isinstance(exc, OSError) and exc.errno == 28:
-            raise StoreFull(f"file system full while writing {path}") from exc
+            writer.write(chunk)
+        return writer.finish(durable=durable)
+    except BaseException:
+        writer.discard()
         raise
-    os.close(fd)
-    return Spooled(path, size, crc)
 
 
 def publish(spooled: Spooled, final_path: str, *, durable: bool) -> None:
@@ -109,7 +139,7 @@ def write_at(path: str, offset: int | None, data: bytes, *, durable: bool) -> in
                 if position is not None:
                     position += written
         except OSError as exc:
-            if exc.errno == 28:
+            if exc.errno == errno.ENOSPC:
                 raise StoreFull(f"file system full while writing {os.path.basename(path)}") from exc
             raise
         if durable:
@@ -136,7 +166,7 @@ def crc32_of(path: str) -> tuple[int, int]:
     size = 0
     try:
         while chunk := os.read(fd, CHUNK):
-            crc = zlib.crc32(chunk, crc)
+            crc = crc32(chunk, crc)
             size += len(chunk)
     finally:
         os.close(fd)

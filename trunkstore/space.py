@@ -67,6 +67,12 @@ class SpaceGuard:
             self._budget[index] = max(self._budget[index] - nbytes, 0)
             self._recent[index] = nbytes
 
+    def release(self, index: int, nbytes: int) -> None:
+        """Give back ``nbytes`` admitted to store path ``index`` that will not be written after all."""
+        with self._lock:
+            self._recent[index] = max(self._recent[index] - nbytes, 0)
+            self._budget[index] += nbytes
+
     def usage(self, index: int) -> tuple[int, int]:
         """``(total, available)`` bytes of store path ``index``'s file system, freshly probed."""
         with self._lock:

@@ -13,13 +13,14 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from stat import S_ISREG
 from typing import Any, BinaryIO
 
 from trunkstore import fileid as fid
-from trunkstore import plainfiles
+from trunkstore import plainfiles, upload
 from trunkstore.checksum import crc32
 from trunkstore.config import StoreConfig
-from trunkstore.dedup import content_digest, file_digest, same_bytes
+from trunkstore.dedup import content_digest
 from trunkstore.diskio import fsync_dir, write_file_atomic
 from trunkstore.errors import (
     CorruptData,
@@ -39,6 +40,7 @@ from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED, slot_si
 from trunkstore.space import SpaceGuard
 from trunkstore.stats import Counters
 from trunkstore.trunkpool import TrunkPool
+from trunkstore.upload import Upload
 
 FileSource = str | os.PathLike[str] | BinaryIO
 _FORMAT_VERSION = 1
@@ -168,28 +170,38 @@ class Store:
         self._check_ext(ext)
         counters = self.counters
         counters.upload_total += 1
+        file_id = self._put_bytes(data, ext)
+        counters.upload_ok += 1
+        counters.upload_bytes += len(data)
+        return file_id
+
+    def _put_bytes(self, data: bytes | bytearray | memoryview, ext: str, store_path: int = -1) -> str:
+        """Store bytes held in memory: a trunk slot when they fit, else a plain file; dedup when enabled.
+
+        ``store_path`` >= 0: where the trunk slot goes, its space admitted already (by an upload).
+        """
         size = len(data)
         crc = crc32(data)
         if self.config.dedup:
             with self._dedup_lock:
-                file_id = self._put_deduplicated(data, size, crc, ext)
-            counters.upload_ok += 1
-            counters.upload_bytes += size
-            return file_id
+                return self._put_deduplicated(data, size, crc, ext, store_path)
         if size + HEADER_SIZE <= self._slot_max:
-            file_id, ticket = self._write_trunk(data, size, crc, ext)
+            file_id, ticket = self._write_trunk(data, size, crc, ext, store_path)
             self._pool.wait(ticket)
-        else:
-            file_id = self._put_plain([data], ext, appender=False)
-        counters.upload_ok += 1
-        counters.upload_bytes += size
-        return file_id
+            return file_id
+        return self._put_plain_bytes(data, ext)
 
-    def _write_trunk(self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str) -> tuple[str, int]:
-        """Write one small file into a slot; returns its ID and the ticket to wait on for durability."""
-        store_path = 0 if self._path_count == 1 else self._pick_store_path()
+    def _write_trunk(
+        self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str, store_path: int = -1
+    ) -> tuple[str, int]:
+        """Write one small file into a slot; returns its ID and the ticket to wait on for durability.
+
+        ``store_path`` < 0: pick one and admit the slot's space here.
+        """
         alloc = slot_size(size, self._slot_min, self._align)
-        self._guard.admit(store_path, alloc)
+        if store_path < 0:
+            store_path = 0 if self._path_count == 1 else self._pick_store_path()
+            self._guard.admit(store_path, alloc)
         timestamp = int(time.time())
         tail = fid.make_tail(ext)
         container, offset, alloc, ticket = self._pool.write_slot(
@@ -198,23 +210,36 @@ class Store:
         name = fid.encode_trunk_name(self._source, timestamp, size, crc, container.trunk_id, offset, alloc, tail)
         return container.id_prefix + name, ticket
 
-    def _put_plain(
-        self, chunks: Iterable[bytes | bytearray | memoryview], ext: str, *, appender: bool, known_size: int = 0
-    ) -> str:
-        store_path = self._pick_store_path()
-        self._guard.admit(store_path, known_size)
-        spooled = plainfiles.spool(self.layout.tmp_dir(store_path), chunks, durable=self._durable)
-        try:
-            self._guard.admit(store_path, max(spooled.size - known_size, 0))
-            size_field = fid.make_size_field(spooled.size, appender=appender)
-            name = fid.encode_name(self._source, int(time.time()), size_field, spooled.crc32, None, fid.make_tail(ext))
-            high, low = self.layout.next_subdir(store_path, name)
-            directory = self.layout.ensure_data_dir(store_path, high, low)
-        except BaseException:
-            plainfiles.discard(spooled)
-            raise
-        plainfiles.publish(spooled, os.path.join(directory, name), durable=self._durable)
-        return self._format(store_path, high, low, name)
+    def _put_plain_bytes(self, data: bytes | bytearray | memoryview, ext: str) -> str:
+        return self._upload_all(upload.open_upload(self, len(data), ext, counted=False, dedup=False), [data])
+
+    @staticmethod
+    def _upload_all(new: Upload, chunks: Iterable[bytes | bytearray | memoryview]) -> str:
+        with new:
+            for chunk in chunks:
+                new.write(chunk)
+            return new.commit()
+
+    def open_upload(self, size: int, ext: str = "", *, appender: bool = False) -> Upload:
+        """Start a streaming upload of ``size`` bytes: :meth:`Upload.write` them, then :meth:`Upload.commit`.
+
+        Small files are held in memory (at most ``slot_max_size``), larger ones, appender files and
+        slave files are spooled to disk as they arrive.  :class:`StoreFull` at once if the announced
+        size does not fit above the reserved space.
+        """
+        self._live()
+        self._check_ext(ext)
+        upload.check_size(size)
+        self.counters.upload_total += 1
+        return upload.open_upload(self, size, ext, appender=appender)
+
+    def open_slave_upload(self, master_id: str, prefix: str, size: int, ext: str = "") -> Upload:
+        """Start a streaming upload of a slave file of ``master_id`` (see :meth:`put_slave`)."""
+        self._live()
+        self._check_ext(ext)
+        upload.check_size(size)
+        self.counters.upload_total += 1
+        return upload.open_slave_upload(self, master_id, prefix, size, ext)
 
     def put_file(self, source: FileSource, ext: str = "") -> str:
         """Store the contents of a path or binary file object, streaming: memory use stays bounded."""
@@ -223,21 +248,24 @@ class Store:
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as handle:
                 return self.put_file(handle, ext)
-        # Read up to one trunk slot's worth: a file that fits goes into a trunk from memory, a larger
-        # one is streamed to a plain file without ever being held whole.
+        size = _remaining_size(source)
+        if size is not None:
+            return self._upload_all(self.open_upload(size, ext), plainfiles.read_chunks(source, size))
+        # Length unknown (a pipe, a socket, a stream object): read up to one trunk slot's worth; a file
+        # that fits goes into a trunk from memory, a larger one is streamed to a plain file.
         limit = self._slot_max - HEADER_SIZE
         head = _read_up_to(source, limit + 1) if limit >= 0 else b""
         if limit >= 0 and len(head) <= limit:
             return self.put(head, ext)
         self.counters.upload_total += 1
-        chunks = itertools.chain([head], plainfiles.read_chunks(source))
-        if self.config.dedup:
-            with self._dedup_lock:
-                return self._put_plain_dedup(chunks, ext)
-        file_id = self._put_plain(chunks, ext, appender=False)
-        self.counters.upload_ok += 1
-        self.counters.upload_bytes += self.stat(file_id).size
-        return file_id
+        new = upload.open_upload(self, upload.UNKNOWN_SIZE, ext)
+        try:
+            new.write(head)
+        except BaseException:
+            new.abort()
+            raise
+        del head  # not held while the rest streams
+        return self._upload_all(new, plainfiles.read_chunks(source))
 
     def put_many(self, items: Iterable[bytes | tuple[bytes, str]]) -> list[str]:
         """Store several files; the small ones share one durable commit.  Returns their IDs in order."""
@@ -476,15 +504,19 @@ class Store:
         self._pool.wait(ticket)
 
     # ---- dedup ------------------------------------------------------------------------------------
-    def _put_deduplicated(self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str) -> str:
+    def _put_deduplicated(
+        self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str, store_path: int
+    ) -> str:
         alias = self._dedup_alias(data, size, crc, ext)
         if alias is not None:
+            if store_path >= 0:
+                self._guard.release(store_path, slot_size(size, self._slot_min, self._align))
             return alias
         if size + HEADER_SIZE <= self._slot_max:
-            file_id, ticket = self._write_trunk(data, size, crc, ext)
+            file_id, ticket = self._write_trunk(data, size, crc, ext, store_path)
             self._pool.wait(ticket)
         else:
-            file_id = self._put_plain([data], ext, appender=False)
+            file_id = self._put_plain_bytes(data, ext)
         self._meta.add_holder(content_digest(data), file_id)
         return file_id
 
@@ -515,31 +547,13 @@ class Store:
         self._meta.add_holder(content_digest(data), alias)
         return alias
 
-    def _put_plain_dedup(self, chunks: Iterable[bytes], ext: str) -> str:
-        file_id = self._put_plain(chunks, ext, appender=False)
-        path = self.layout.file_path(self._parse(file_id))
-        digest = file_digest(path)
-        holder = self._meta.find_content(digest)
-        if holder is not None and holder != file_id and _same_content(self, holder, path):
-            os.unlink(path)
-            os.link(self.layout.file_path(self._parse(holder)), path)
-        self._meta.add_holder(digest, file_id)
-        self.counters.upload_ok += 1
-        return file_id
-
     # ---- appender and slave files -----------------------------------------------------------------
     def _file_lock(self, key: str) -> threading.Lock:
         return self._file_locks[hash(key) % len(self._file_locks)]
 
     def put_appender(self, data: bytes = b"", ext: str = "") -> str:
         """Store an appender file: a plain file that can later be appended to, modified and truncated."""
-        self._live()
-        self._check_ext(ext)
-        self.counters.upload_total += 1
-        file_id = self._put_plain([data], ext, appender=True, known_size=len(data))
-        self.counters.upload_ok += 1
-        self.counters.upload_bytes += len(data)
-        return file_id
+        return self._upload_all(self.open_upload(len(data), ext, appender=True), [data])
 
     def _appender_path(self, file_id: str) -> tuple[FileId, str]:
         parsed = self._parse(file_id)
@@ -611,32 +625,14 @@ class Store:
 
     def put_slave(self, master_id: str, prefix: str, data: bytes | BinaryIO, ext: str = "") -> str:
         """Store a slave file named after its master (``<master name><prefix>.<ext>``)."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return self._upload_all(self.open_slave_upload(master_id, prefix, len(data), ext), [data])
         self._live()
         self._check_ext(ext)
-        fid.check_prefix(prefix)
-        master = self._parse(master_id)
-        if master.is_slave:
-            raise InvalidArgument(f"{master_id} is a slave file; a slave's master must not be one")
-        self.stat(master_id)  # the master must exist
-        name = fid.slave_name(master, prefix, ext)
-        if len(name) == len(master.name):
-            # FastDFS tells slaves from masters by length alone: this name would read as a master's.
-            raise InvalidArgument(f"prefix {prefix!r} with extension {ext!r} gives a name as long as the master's")
-        if len(name) + 10 + len(self.group) + 1 > fid.MAX_FILE_ID_LEN:
-            raise InvalidArgument("slave file name too long")
         self.counters.upload_total += 1
-        chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else plainfiles.read_chunks(data)
-        directory = self.layout.ensure_data_dir(master.store_path, master.sub_high, master.sub_low)
-        spooled = plainfiles.spool(self.layout.tmp_dir(master.store_path), chunks, durable=self._durable)
-        try:
-            self._guard.admit(master.store_path, spooled.size)
-        except BaseException:
-            plainfiles.discard(spooled)
-            raise
-        plainfiles.publish(spooled, os.path.join(directory, name), durable=self._durable)
-        self.counters.upload_ok += 1
-        self.counters.upload_bytes += spooled.size
-        return self._format(master.store_path, master.sub_high, master.sub_low, name)
+        size = _remaining_size(data)
+        new = upload.open_slave_upload(self, master_id, prefix, upload.UNKNOWN_SIZE if size is None else size, ext)
+        return self._upload_all(new, plainfiles.read_chunks(data, size))
 
     # ---- metadata ---------------------------------------------------------------------------------
     def set_meta(self, file_id: str, meta: Mapping[str, str], merge: bool = False) -> None:
@@ -690,6 +686,18 @@ class Store:
         )
 
 
+def _remaining_size(source: BinaryIO) -> int | None:
+    """Bytes left in a regular file from its current position; ``None`` when that cannot be known."""
+    try:
+        st = os.fstat(source.fileno())
+        position = source.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not S_ISREG(st.st_mode) or position < 0 or position > st.st_size:
+        return None
+    return st.st_size - position
+
+
 def _read_up_to(source: BinaryIO, count: int) -> bytes:
     """Read ``count`` bytes, or fewer only at end of file (``read`` may return less at a time)."""
     parts = []
@@ -708,11 +716,3 @@ def expected_header(parsed: FileId) -> bytes:
     trunk = parsed.trunk
     assert trunk is not None
     return HEADER.pack(TYPE_FILE, trunk.alloc_size, parsed.declared_size, parsed.crc32, parsed.timestamp, parsed.ext7)
-
-
-def _same_content(store: Store, holder: str, path: str) -> bool:
-    try:
-        holder_path, offset, size = store.locate(holder)
-    except FileNotFound:
-        return False
-    return same_bytes(holder_path, offset, size, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,6 +83,24 @@ def fs() -> types.SimpleNamespace:
     return types.SimpleNamespace(
         walk_files=walk_files, walk_all=walk_all, leaf_dirs=leaf_dirs, container_files=container_files
     )
+
+
+def peak_memory(call: Callable[[], Any]) -> tuple[Any, int]:
+    """``(call(), peak bytes allocated while it ran)``, as tracemalloc counts them (printed too)."""
+    tracemalloc.start()
+    try:
+        result = call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"tracemalloc peak {peak / MIB:.1f} MiB")
+    return result, peak
+
+
+@pytest.fixture
+def measure_peak() -> Callable[[Callable[[], Any]], tuple[Any, int]]:
+    """The :func:`peak_memory` helper: ``result, peak = measure_peak(lambda: ...)``."""
+    return peak_memory
 
 
 @pytest.fixture
