@@ -10,6 +10,10 @@ Per phase, one line per kind of request:
 * in ``each`` query mode, ``<phase>+query``: the whole phase, wall time, queries included: what a
   client that asks the tracker for every file gets.
 
+``client_cpu_us`` on the storage line: the CPU time the load generator itself spent per file in the
+phase (all its processes, queries included).  Compared with the wall time per file it shows how much
+of each round trip is the client's.
+
 Percentiles are nearest-rank over every successful request's latency.  MB is 10^6 bytes.
 """
 
@@ -19,7 +23,7 @@ import math
 import statistics
 from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from .worker import QUERY_OP, LoadConfig, WorkerResult
 
@@ -40,6 +44,7 @@ class OpSummary:
     p50_ms: float | None
     p99_ms: float | None
     max_ms: float | None
+    client_cpu_us: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -82,7 +87,11 @@ def summarize(config: LoadConfig, results: Sequence[WorkerResult]) -> list[OpSum
         query_samples, query_errors = merged.get(query_op, (array("q"), 0))
         storage_samples, storage_errors = merged.get(phase, (array("q"), 0))
         lines.append(_line(phase, query_op, query_samples, query_errors, max(query_busy), None))
-        lines.append(_line(phase, phase, storage_samples, storage_errors, storage_busy, config.size))
+        storage_line = _line(phase, phase, storage_samples, storage_errors, storage_busy, config.size)
+        if storage_samples:
+            cpu_us = sum(r.cpu_ns for r in records) / len(storage_samples) / 1e3
+            storage_line = replace(storage_line, client_cpu_us=cpu_us)
+        lines.append(storage_line)
         if config.query == "each":
             total = OpSummary(
                 phase,
@@ -136,7 +145,7 @@ def median_lines(runs: Sequence[Sequence[OpSummary]]) -> list[OpSummary]:
     return medians
 
 
-HEADINGS = ("phase", "op", "files", "seconds", "files/s", "MB/s", "p50 ms", "p99 ms", "max ms", "errors")
+HEADINGS = ("phase", "op", "files", "seconds", "files/s", "MB/s", "p50 ms", "p99 ms", "max ms", "errors", "client µs")
 
 
 def _cells(line: OpSummary) -> tuple[str, ...]:
@@ -154,6 +163,7 @@ def _cells(line: OpSummary) -> tuple[str, ...]:
         ms(line.p99_ms),
         ms(line.max_ms),
         f"{line.errors:,}",
+        "-" if line.client_cpu_us is None else f"{line.client_cpu_us:.1f}",
     )
 
 

@@ -7,7 +7,8 @@ the client's time adds to every round trip:
 * each request goes out in one ``sendall`` (header, head and data in one buffer, built once);
 * the reply is read with ``recv_into`` into a buffer allocated once and reused, usually in one call,
   since the client never pipelines and so nothing but the reply can arrive;
-* ``TCP_NODELAY``, so small frames are not held back by Nagle's algorithm.
+* ``TCP_NODELAY``, so small frames are not held back by Nagle's algorithm;
+* a blocking socket with the kernel's send and receive timeouts, so no ``poll()`` per call.
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ class Wire:
         self.address = address
         self.sock = socket.create_connection(address, timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A Python-level timeout costs a poll() before every send and receive; the kernel's own
+        # timeouts cost nothing until they expire (the call then fails with EAGAIN, an OSError).
+        self.sock.settimeout(None)
+        seconds = int(timeout)
+        timeval = struct.pack("@ll", seconds, int((timeout - seconds) * 1e6))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         self.buffer = bytearray(INITIAL_BUFFER)
         self.view = memoryview(self.buffer)
 

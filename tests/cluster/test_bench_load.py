@@ -46,10 +46,9 @@ class FakeServer(asyncio.Protocol):
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
         self.decoder = FrameDecoder(1 << 24)
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # an asyncio or a uvloop transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
