@@ -1,0 +1,256 @@
+"""One client connection to the storage: stream events in, store work, replies out.
+
+The request loop and its back-pressure are :class:`cluster.runtime.Connection`'s; this class turns
+the :class:`~cluster.protocol.RequestDecoder`'s events into calls on the
+:class:`~cluster.storage.handlers.StorageService` and the streamed-request sessions:
+
+* quick work (reads of small files, writes without fsync) runs right here on the event loop, with
+  no task or future per request, and its reply goes out in one write;
+* work that blocks (fsync in durable mode, large files) runs in the server's bounded thread pool;
+  while it runs the connection reads no further, so a client cannot make the server buffer ahead,
+  and concurrent uploads from many connections meet in the store's group commit;
+* errors become FastDFS's header-only replies; after an EINVAL reply the connection is closed, as
+  FastDFS's storage does, and so it is after an unexpected error (EIO, logged with its traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cluster.errors import ClusterError, status_for_exception
+from cluster.protocol import BodyChunk, Command, Frame, ProtocolError, RequestDecoder, RequestHead
+from cluster.protocol.frames import HEADER
+from cluster.runtime import Connection
+from trunkstore import TrunkstoreError
+
+from .handlers import Region, reply_header
+from .sessions import Session, open_session
+from .transfer import send_region
+
+if TYPE_CHECKING:
+    from .server import StorageServer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_QUIT = int(Command.QUIT)
+_EXPECTED = (TrunkstoreError, ClusterError, ProtocolError, OSError)
+
+
+def error_reply(status: int) -> bytes:
+    return HEADER.pack(0, Command.RESPONSE, status)
+
+
+class StorageConnection(Connection):
+    """A client connection of a :class:`~cluster.storage.server.StorageServer`."""
+
+    def __init__(self, server: StorageServer) -> None:
+        super().__init__(server.connections)
+        self.storage = server
+        self.service = server.service
+        config = server.config
+        self.decoder = RequestDecoder(config.max_pkg_size, config.max_upload_size)
+        self.session: Session | None = None
+        #: The store work running in a thread for this connection, if any.
+        self._work: concurrent.futures.Future[Any] | None = None
+
+    # ---- codec ------------------------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        self.decoder.feed(data)
+
+    def next_event(self) -> object | None:
+        return self.decoder.next_event()
+
+    @property
+    def idle(self) -> bool:
+        return self.decoder.idle and self.session is None
+
+    # ---- errors -----------------------------------------------------------------------------------
+    def protocol_error(self, exc: ProtocolError) -> None:
+        log.info("%s: malformed request: %s", self.peer, exc)
+        self.fail(exc)
+
+    def handler_failed(self, exc: BaseException) -> None:
+        self.fail(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        """Answer ``exc`` with its status; close after EINVAL (as FastDFS) or anything unexpected."""
+        status = status_for_exception(exc)
+        if not isinstance(exc, _EXPECTED):
+            log.error("%s: request failed unexpectedly", self.peer, exc_info=exc)
+            status = errno.EIO
+        elif status == errno.EIO:
+            log.warning("%s: request failed: %s", self.peer, exc)
+        else:
+            log.debug("%s: request refused (%s): %s", self.peer, errno.errorcode.get(status, status), exc)
+        self.send(error_reply(status))
+        if status == errno.EINVAL or status == errno.EIO:
+            self.close()
+
+    # ---- events -----------------------------------------------------------------------------------
+    def handle(self, event: object) -> Awaitable[Any] | None:
+        if event.__class__ is Frame:
+            return self._frame(event)
+        if event.__class__ is BodyChunk:
+            return self._chunk(event.data)
+        if event.__class__ is RequestHead:
+            return self._head(event.request)
+        return self._end()
+
+    def _frame(self, frame: Frame) -> Awaitable[Any] | None:
+        if frame.cmd == _QUIT:
+            self.close()
+            return None
+        try:
+            result = self.service.handle_frame(frame.cmd, frame.status, frame.body)
+        except Exception as exc:
+            self.fail(exc)
+            return None
+        if result.__class__ is bytes:
+            self.send(result)
+            self.served += 1
+            return None
+        if isinstance(result, Region):
+            return self._send_region(result)
+        return self._reply_from_thread(result)  # type: ignore[arg-type]
+
+    async def _reply_from_thread(self, work: Callable[[], bytes]) -> None:
+        try:
+            data = await self._in_thread(work)
+        except Exception as exc:
+            self.fail(exc)
+            return
+        self.send(data)
+        self.served += 1
+
+    async def _send_region(self, region: Region) -> None:
+        try:
+            self.send(reply_header(region.count))
+            await send_region(self, region, self.storage.executor)
+        except (OSError, ConnectionError) as exc:
+            # The header is out: the only way to report a failure now is to close.
+            log.warning("%s: download failed after its header: %s", self.peer, exc)
+            self.abort()
+            return
+        finally:
+            region.close()
+        self.served += 1
+
+    # ---- streamed requests ------------------------------------------------------------------------
+    def _head(self, request: Any) -> Awaitable[Any] | None:
+        try:
+            session = open_session(self.service, request)
+        except Exception as exc:
+            session = _Refused(exc)
+        self.session = session
+        if session.error is not None:
+            return None
+        if session.open_threaded:
+            return self._step(session, session.open)
+        try:
+            session.open()
+        except Exception as exc:
+            session.error = exc
+        return None
+
+    def _chunk(self, data: bytes) -> Awaitable[Any] | None:
+        session = self.session
+        assert session is not None
+        if session.error is not None:
+            return None  # the data of a refused request is read and dropped
+        if session.write_threaded:
+            return self._step(session, session.write, data)
+        try:
+            session.write(data)
+        except Exception as exc:
+            session.error = exc
+            session.abort()
+        return None
+
+    async def _step(self, session: Session, step: Callable[..., None], *args: Any) -> None:
+        try:
+            await self._in_thread(step, *args)
+        except Exception as exc:
+            session.error = exc
+            await self._in_thread(session.abort)
+
+    def _end(self) -> Awaitable[Any] | None:
+        session = self.session
+        assert session is not None
+        if session.error is not None:
+            self.session = None
+            self.fail(session.error)
+            return None
+        if session.finish_threaded:
+            return self._finish(session)
+        self.session = None
+        try:
+            data = session.finish()
+        except Exception as exc:
+            session.abort()
+            self.fail(exc)
+            return None
+        self.send(data)
+        self.served += 1
+        return None
+
+    async def _finish(self, session: Session) -> None:
+        try:
+            # Once finishing has started the request is the store's: a disconnect no longer aborts it.
+            self.session = None
+            data = await self._in_thread(session.finish)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._in_thread(session.abort)
+            self.fail(exc)
+            return
+        self.send(data)
+        self.served += 1
+
+    # ---- threads ----------------------------------------------------------------------------------
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        work = self.storage.executor.submit(fn, *args)
+        self._work = work
+        try:
+            return await asyncio.wrap_future(work)
+        finally:
+            self._work = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        work = self._work
+        super().connection_lost(exc)
+        session = self.session
+        self.session = None
+        if session is None:
+            return
+        log.info("%s: disconnected in the middle of a request: discarding it", self.peer)
+        executor = self.storage.executor
+
+        def abort(_: object = None) -> None:
+            try:
+                session.abort()
+            except Exception:
+                log.exception("%s: could not discard an interrupted request", self.peer)
+
+        if work is not None and not work.done():
+            # A write is still running in a thread: discard once it has finished.
+            work.add_done_callback(abort)
+        else:
+            self.storage.track(executor.submit(abort))
+
+
+class _Refused(Session):
+    """A streamed request refused at its head: its data is dropped, then the error is the reply."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def abort(self) -> None:
+        pass

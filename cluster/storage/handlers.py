@@ -1,0 +1,283 @@
+"""Client requests to store operations to reply bytes: the storage's service, without sockets.
+
+Whole-frame requests go through :meth:`StorageService.handle_frame`, which returns one of
+
+* ``bytes``: the complete reply frame, ready for one write;
+* a :data:`Blocking` callable: work that may block on an fsync or a long read, for the caller to run
+  in a thread; it returns the reply frame;
+* a :class:`Region`: a file range to send after its reply header (large downloads, by ``sendfile``).
+
+Requests that carry file data (uploads, append, modify) become a session from
+:mod:`cluster.storage.sessions`.  Errors are raised as the engine, protocol and cluster exceptions,
+all of which carry the errno the reply header gets (:func:`cluster.errors.status_for_exception`).
+
+FastDFS's answers, followed here: a request naming another group, a malformed file name or an
+offset past the end is EINVAL; a missing file ENOENT; a download of a 0-byte file EINVAL (its
+offset 0 is not below its size).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cluster.errors import InvalidRequest, NotFound
+from cluster.protocol import (
+    ActiveTestRequest,
+    Command,
+    DeleteFileRequest,
+    DownloadFileRequest,
+    FileIdReply,
+    FileInfoFlag,
+    FileInfoReply,
+    GetMetadataRequest,
+    MetadataFlag,
+    ProtocolError,
+    QueryFileInfoRequest,
+    RegenerateAppenderFilenameRequest,
+    SetMetadataRequest,
+    TruncateFileRequest,
+    encode_metadata,
+)
+from cluster.protocol.frames import HEADER
+from trunkstore import FileKind, FileNotFound, Store, parse_file_id
+
+#: Downloads up to this size are read into memory and sent with their header in one write.
+SMALL_DOWNLOAD = 64 * 1024
+#: Chunk for computing a crc32 over a file's contents.
+_CRC_CHUNK = 1 << 20
+
+RESPONSE = int(Command.RESPONSE)
+_pack_header = HEADER.pack
+EMPTY_REPLY = _pack_header(0, RESPONSE, 0)
+
+Blocking = Callable[[], bytes]
+
+
+def reply(body: bytes) -> bytes:
+    """A success reply frame: header and body in one buffer."""
+    return _pack_header(len(body), RESPONSE, 0) + body
+
+
+def reply_header(length: int) -> bytes:
+    """The header of a success reply whose ``length`` body bytes follow separately."""
+    return _pack_header(length, RESPONSE, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """``count`` bytes of the open file ``fd`` from ``offset``: the body of a download reply.
+
+    The descriptor is opened when the request is handled, so a delete that follows cannot take the
+    bytes away (a plain file stays readable while open); whoever sends the region closes it.
+    """
+
+    fd: int
+    offset: int
+    count: int
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+Result = bytes | Blocking | Region
+
+
+class StorageService:
+    """One storage's request handling around its :class:`trunkstore.Store`.
+
+    ``durable``: writes block on fsync (``sync_mode = always``), so they are returned as
+    :data:`Blocking` work for a thread; otherwise they are done at once on the caller's thread.
+    """
+
+    def __init__(self, store: Store, *, durable: bool) -> None:
+        self.store = store
+        self.group = store.group
+        self.prefix = store.group + "/"
+        self.durable = durable
+        self._frames: dict[int, Callable[[int, bytes], Result]] = {
+            Command.DOWNLOAD_FILE: self._download,
+            Command.DELETE_FILE: self._delete,
+            Command.SET_METADATA: self._set_metadata,
+            Command.GET_METADATA: self._get_metadata,
+            Command.QUERY_FILE_INFO: self._query_file_info,
+            Command.TRUNCATE_FILE: self._truncate,
+            Command.REGENERATE_APPENDER_FILENAME: self._regenerate,
+            Command.ACTIVE_TEST: self._active_test,
+        }
+
+    # ---- names ------------------------------------------------------------------------------------
+    def file_id(self, group: str, filename: str) -> str:
+        """The file ID of a request's ``group`` and remote ``filename``; another group is EINVAL."""
+        if group != self.group:
+            raise InvalidRequest(f"group {group!r} is not this storage's group {self.group!r}")
+        return self.prefix + filename
+
+    def own_file_id(self, filename: str) -> str:
+        """The file ID of a request that names no group (append, modify, truncate, regenerate)."""
+        return self.prefix + filename
+
+    # ---- dispatch ---------------------------------------------------------------------------------
+    def serves(self, cmd: int) -> bool:
+        return cmd in self._frames
+
+    def handle_frame(self, cmd: int, status: int, body: bytes) -> Result:
+        """Handle a whole request frame; an unknown command or a malformed body is EINVAL."""
+        handler = self._frames.get(cmd)
+        if handler is None:
+            raise ProtocolError(f"command {cmd} is not served by a storage")
+        return handler(status, body)
+
+    def _maybe_blocking(self, work: Blocking) -> Result:
+        return work if self.durable else work()
+
+    # ---- whole-frame requests ---------------------------------------------------------------------
+    def _active_test(self, status: int, body: bytes) -> Result:
+        ActiveTestRequest.decode(body)
+        return EMPTY_REPLY
+
+    def _download(self, status: int, body: bytes) -> Result:
+        request = DownloadFileRequest.decode(body)
+        file_id = self.file_id(request.group, request.filename)
+        parsed = parse_file_id(file_id, self.group)
+        offset, length = request.offset, request.length
+        store = self.store
+        if parsed.trunk is not None and parsed.declared_size <= SMALL_DOWNLOAD:
+            data = store.get(file_id)  # checks the slot and the crc32
+            start, count = _clip(offset, length, len(data))
+            return reply(data if count == len(data) else data[start : start + count])
+        path, base, size = store.locate(file_id)
+        start, count = _clip(offset, length, size)
+        fd = _open(path, file_id)
+        counters = store.counters
+        counters.download_total += 1
+        if count > SMALL_DOWNLOAD:
+            counters.download_ok += 1
+            counters.download_bytes += count
+            return Region(fd, base + start, count)
+        try:
+            data = os.pread(fd, count, base + start)
+        finally:
+            os.close(fd)
+        if len(data) != count:
+            raise FileNotFound(f"{file_id} shrank while being read")
+        counters.download_ok += 1
+        counters.download_bytes += count
+        return reply(data)
+
+    def _delete(self, status: int, body: bytes) -> Result:
+        request = DeleteFileRequest.decode(body)
+        file_id = self.file_id(request.group, request.filename)
+
+        def work() -> bytes:
+            self.store.delete(file_id)
+            return EMPTY_REPLY
+
+        return self._maybe_blocking(work)
+
+    def _set_metadata(self, status: int, body: bytes) -> Result:
+        request = SetMetadataRequest.decode(body)
+        file_id = self.file_id(request.group, request.filename)
+        merge = request.flag == MetadataFlag.MERGE
+        meta = dict(request.meta)
+
+        def work() -> bytes:
+            self.store.set_meta(file_id, meta, merge=merge)
+            return EMPTY_REPLY
+
+        return self._maybe_blocking(work)
+
+    def _get_metadata(self, status: int, body: bytes) -> Result:
+        request = GetMetadataRequest.decode(body)
+        meta = self.store.get_meta(self.file_id(request.group, request.filename))
+        if not meta:
+            raise NotFound(f"{request.filename} has no metadata")
+        return reply(encode_metadata(meta))
+
+    def _query_file_info(self, status: int, body: bytes) -> Result:
+        request = QueryFileInfoRequest.decode(body, status)
+        file_id = self.file_id(request.group, request.filename)
+        stat = self.store.stat(file_id)
+        # The crc32 in an appender's ID is its first upload's, and a slave's ID is its master's: FastDFS
+        # computes theirs from the contents unless the client asked it not to.
+        if stat.kind not in (FileKind.APPENDER, FileKind.SLAVE) or request.flags & FileInfoFlag.NO_CRC32:
+            return FileInfoReply(stat.size, stat.create_time, stat.crc32, stat.source_ip).encode()
+        store = self.store
+
+        def work() -> bytes:
+            path, offset, size = store.locate(file_id)
+            crc = _crc32_of(path, offset, size, file_id)
+            return FileInfoReply(size, stat.create_time, crc, stat.source_ip).encode()
+
+        return work
+
+    def _truncate(self, status: int, body: bytes) -> Result:
+        request = TruncateFileRequest.decode(body)
+        file_id = self.own_file_id(request.filename)
+        check_appender(self.store, file_id)
+
+        def work() -> bytes:
+            self.store.truncate(file_id, request.new_size)
+            return EMPTY_REPLY
+
+        return self._maybe_blocking(work)
+
+    def _regenerate(self, status: int, body: bytes) -> Result:
+        request = RegenerateAppenderFilenameRequest.decode(body)
+        file_id = self.own_file_id(request.filename)
+        check_appender(self.store, file_id)
+
+        def work() -> bytes:
+            new_id = self.store.regenerate_appender_name(file_id)
+            group, _, filename = new_id.partition("/")
+            return FileIdReply(group, filename).encode()
+
+        # It reads the whole file for its crc32: never on the event loop.
+        return work
+
+
+def check_appender(store: Store, file_id: str) -> int:
+    """The current size of appender file ``file_id``.
+
+    As FastDFS answers: a trunk file (never an appender) or a missing file is ENOENT, any other file
+    that is not an appender EINVAL.
+    """
+    stat = store.stat(file_id)
+    if stat.kind == FileKind.TRUNK:
+        raise NotFound(f"{file_id} is a trunk file, not an appender file")
+    if stat.kind != FileKind.APPENDER:
+        raise InvalidRequest(f"{file_id} is not an appender file")
+    return stat.size
+
+
+def _clip(offset: int, length: int, size: int) -> tuple[int, int]:
+    """``(start, count)`` of a download: ``length`` 0 means to the end, too long is clipped."""
+    if offset >= size:
+        raise InvalidRequest(f"download offset {offset} is not below the file size {size}")
+    remaining = size - offset
+    return offset, remaining if length == 0 else min(length, remaining)
+
+
+def _open(path: str, file_id: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FileNotFound(f"no file {file_id}") from None
+
+
+def _crc32_of(path: str, offset: int, size: int, file_id: str) -> int:
+    fd = _open(path, file_id)
+    crc = 0
+    try:
+        position, end = offset, offset + size
+        while position < end:
+            chunk = os.pread(fd, min(_CRC_CHUNK, end - position), position)
+            if not chunk:
+                break
+            crc = zlib.crc32(chunk, crc)
+            position += len(chunk)
+    finally:
+        os.close(fd)
+    return crc

@@ -1,0 +1,82 @@
+"""``python -m cluster.storage --conf FILE``: run a storage server in the foreground.
+
+Prints ``storage ready on HOST:PORT`` once it listens and its store is open (joining the trackers
+goes on in the background), logs to stderr, and stops gracefully on SIGTERM or SIGINT (requests in
+progress finish, the store is closed), exiting 0.  A bad configuration exits 2 with a one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from cluster.errors import ConfigError
+from cluster.runtime import run
+from trunkstore import TrunkstoreError
+from trunkstore.errors import ConfigError as StoreConfigError
+
+from .config import StorageConfig
+from .server import StorageServer
+
+log = logging.getLogger("cluster.storage")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="trunkstore storage", description="Run a trunkstore storage server.")
+    parser.add_argument("--conf", required=True, help="FastDFS-style storage.conf")
+    parser.add_argument("--port", type=int, help="port to listen on (overrides the conf; 0: any free port)")
+    parser.add_argument("--bind", help="address to listen on (overrides bind_addr)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    overrides: dict[str, object] = {}
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.bind is not None:
+        overrides["bind_addr"] = args.bind
+    try:
+        config, warnings = StorageConfig.load(args.conf, **overrides)
+    except ConfigError as exc:
+        print(f"storage: {exc}", file=sys.stderr)
+        return 2
+    for warning in warnings:
+        log.warning("%s", warning)
+    if config.disabled:
+        print(f"storage: {args.conf} is disabled (disabled = true)", file=sys.stderr)
+        return 2
+    return run(serve(config))
+
+
+async def serve(config: StorageConfig) -> int:
+    server = StorageServer(config)
+    try:
+        await server.start()
+    except (ConfigError, StoreConfigError) as exc:
+        print(f"storage: {exc}", file=sys.stderr)
+        await server.stop()
+        return 2
+    except (TrunkstoreError, OSError) as exc:
+        print(f"storage: cannot start: {exc}", file=sys.stderr)
+        await server.stop()
+        return 1
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    print(f"storage ready on {server.host}:{server.port}", flush=True)
+    await stopping.wait()
+    log.info("stopping")
+    await server.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,246 @@
+"""The storage's side of its trackers: join, beat, report disk usage, reconnect.
+
+One :class:`TrackerReporter` task per configured tracker, independent of the others and of the
+clients being served: a tracker that is down or slow only delays its own task, which reconnects
+with exponential backoff.  On each connection (FastDFS's ``tracker_report_thread``)::
+
+    STORAGE_JOIN                     who and where this storage is; the reply holds its status
+    STORAGE_BEAT                     every heart_beat_interval; with the 348-byte counters block
+                                     every stat_report_interval (and right after joining)
+    STORAGE_REPORT_DISK_USAGE        every stat_report_interval: total and free MB per store path,
+                                     free space less the reserved space (uploads never use it)
+
+The replies to beats and reports may list the group's members (``StorageBrief``); the latest list
+is kept in :attr:`TrackerReporter.peers` for replication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cluster.errors import ClusterError, ConnectionLost, error_for_status
+from cluster.protocol import (
+    HEADER_SIZE,
+    Address,
+    BeatRequest,
+    ChangeFlag,
+    Command,
+    DiskUsage,
+    ProtocolError,
+    ReportDiskUsageRequest,
+    Request,
+    StorageBrief,
+    StorageJoinReply,
+    StorageJoinRequest,
+    StorageStats,
+    StorageStatus,
+    TrackerChangesReply,
+    decode_header,
+)
+from trunkstore import Store
+
+log = logging.getLogger(__name__)
+
+MIB = 1 << 20
+#: Largest reply body accepted from a tracker (a beat reply lists a group's members: 67 bytes each).
+MAX_REPLY = 1 << 20
+VERSION = "6.16"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a storage tells its trackers about itself when it joins."""
+
+    group: str
+    ip: str
+    port: int
+    store_path_count: int
+    subdir_count_per_path: int
+    upload_priority: int
+    join_time: int
+    up_time: int
+    trackers: tuple[Address, ...]
+    version: str = VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    connect_timeout: float
+    network_timeout: float
+    heart_beat_interval: float
+    stat_report_interval: float
+
+
+def disk_usage(store: Store) -> tuple[DiskUsage, ...]:
+    """Total and free MB of each store path; free excludes the reserved space."""
+    usage = []
+    for directory in store.layout.store_dirs:
+        st = os.statvfs(directory)
+        total = st.f_blocks * st.f_frsize
+        free = st.f_bavail * st.f_frsize
+        free = max(0, free - store.config.reserved_bytes(total))
+        usage.append(DiskUsage(total // MIB, free // MIB))
+    return tuple(usage)
+
+
+def storage_stats(store: Store, connections: tuple[int, int, int]) -> StorageStats:
+    """The beat's counters block from the store's counters and ``(limit, current, peak)`` connections."""
+    c = store.counters.snapshot()
+    alloc, current, peak = connections
+    return StorageStats(
+        alloc_count=alloc,
+        current_count=current,
+        max_count=peak,
+        total_upload_count=c["upload_total"],
+        success_upload_count=c["upload_ok"],
+        total_append_count=c["append_total"],
+        success_append_count=c["append_ok"],
+        total_modify_count=c["modify_total"],
+        success_modify_count=c["modify_ok"],
+        total_truncate_count=c["truncate_total"],
+        success_truncate_count=c["truncate_ok"],
+        total_set_meta_count=c["set_meta_total"],
+        success_set_meta_count=c["set_meta_ok"],
+        total_delete_count=c["delete_total"],
+        success_delete_count=c["delete_ok"],
+        total_download_count=c["download_total"],
+        success_download_count=c["download_ok"],
+        total_get_meta_count=c["get_meta_total"],
+        success_get_meta_count=c["get_meta_ok"],
+        total_upload_bytes=c["upload_bytes"],
+        success_upload_bytes=c["upload_bytes"],
+        total_append_bytes=c["append_bytes"],
+        success_append_bytes=c["append_bytes"],
+        total_modify_bytes=c["modify_bytes"],
+        success_modify_bytes=c["modify_bytes"],
+        total_download_bytes=c["download_bytes"],
+        success_download_bytes=c["download_bytes"],
+        last_heart_beat_time=int(time.time()),
+    )
+
+
+class TrackerReporter:
+    """Keeps this storage joined to one tracker, for as long as the task runs."""
+
+    def __init__(
+        self,
+        tracker: Address,
+        identity: Identity,
+        timing: Timing,
+        stats: Callable[[], StorageStats],
+        usage: Callable[[], tuple[DiskUsage, ...]],
+    ) -> None:
+        self.tracker = tracker
+        self.identity = identity
+        self.timing = timing
+        self._stats = stats
+        self._usage = usage
+        #: The status the tracker last gave this storage (NONE before the first join).
+        self.status = StorageStatus.NONE
+        #: The group's members as the tracker last listed them.
+        self.peers: tuple[StorageBrief, ...] = ()
+        self.joined = False
+        self.beats = 0
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def run(self) -> None:
+        """Join, beat and report; on any failure reconnect with backoff.  Runs until cancelled."""
+        backoff = initial = min(0.1, self.timing.heart_beat_interval)
+        limit = max(1.0, min(self.timing.heart_beat_interval, 10.0))
+        failing = False
+        while True:
+            try:
+                await self._connect()
+                await self._join()
+                backoff = initial
+                if failing:
+                    log.info("tracker %s:%d: joined again", self.tracker.host, self.tracker.port)
+                failing = False
+                await self._beat_forever()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, EOFError, TimeoutError, ProtocolError, ClusterError) as exc:
+                if not failing:
+                    log.warning("tracker %s:%d: %s; retrying", self.tracker.host, self.tracker.port, exc or type(exc))
+                failing = True
+            finally:
+                self.joined = False
+                self._close()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, limit)
+
+    # ---- one connection ---------------------------------------------------------------------------
+    async def _connect(self) -> None:
+        self._reader, self._writer = await asyncio.wait_for(
+            asyncio.open_connection(self.tracker.host, self.tracker.port), self.timing.connect_timeout
+        )
+
+    def _close(self) -> None:
+        writer = self._writer
+        self._reader = self._writer = None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _join(self) -> None:
+        me = self.identity
+        request = StorageJoinRequest(
+            group=me.group,
+            storage_id=me.ip,
+            storage_port=me.port,
+            store_path_count=me.store_path_count,
+            subdir_count_per_path=me.subdir_count_per_path,
+            upload_priority=me.upload_priority,
+            join_time=me.join_time,
+            up_time=me.up_time,
+            version=me.version,
+            init_flag=True,
+            status=self.status if self.status != StorageStatus.NONE else StorageStatus.INIT,
+            current_tracker_ip=self.tracker.host,
+            trackers=me.trackers,
+        )
+        reply = StorageJoinReply.decode(await self._call(request))
+        self.status = reply.status
+        self.joined = True
+        log.info("tracker %s:%d: joined as %s", self.tracker.host, self.tracker.port, reply.status.name)
+
+    async def _beat_forever(self) -> None:
+        timing = self.timing
+        loop = asyncio.get_running_loop()
+        last_report = float("-inf")
+        while True:
+            now = loop.time()
+            if now - last_report >= timing.stat_report_interval:
+                last_report = now
+                await self._changes(BeatRequest(self._stats()))
+                await self._changes(ReportDiskUsageRequest(self._usage()))
+            else:
+                await self._changes(BeatRequest())
+            self.beats += 1
+            await asyncio.sleep(timing.heart_beat_interval)
+
+    async def _changes(self, request: Request) -> None:
+        reply = TrackerChangesReply.decode(await self._call(request))
+        if reply.flags & ChangeFlag.GROUP_CHANGED or reply.briefs:
+            self.peers = reply.briefs
+
+    async def _call(self, request: Request) -> bytes:
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None:
+            raise ConnectionLost("not connected")
+        writer.write(request.encode())
+        await asyncio.wait_for(writer.drain(), self.timing.network_timeout)
+        header = decode_header(await asyncio.wait_for(reader.readexactly(HEADER_SIZE), self.timing.network_timeout))
+        if header.cmd != Command.RESPONSE or header.pkg_len > MAX_REPLY:
+            raise ConnectionLost(f"bad reply header {header}")
+        body = await asyncio.wait_for(reader.readexactly(header.pkg_len), self.timing.network_timeout)
+        if header.status:
+            raise error_for_status(header.status, f"{request.command.name} refused by the tracker")
+        return body

@@ -1,0 +1,196 @@
+"""Requests that carry file data, received as a stream: uploads, appends and modifies.
+
+A :class:`Session` is made from the request's head, then sees ``open()``, ``write(chunk)`` for each
+piece of data as it arrives, and ``finish()`` (which returns the reply frame) or ``abort()`` when
+the client goes away before the end.  Sessions touch no socket; the connection runs each step on
+the event loop or in a thread, as the session's ``*_threaded`` flags say, and stops reading from the
+client while a step runs in a thread, so memory stays bounded whatever the upload's size.
+
+* uploads (normal, appender, slave) stream into a :class:`trunkstore.upload.Upload`: small ones in
+  memory (committed into a trunk slot), larger ones into a spool file; an abort leaves nothing.
+* append and modify write at advancing offsets, coalescing small network reads into writes of up
+  to :data:`FLUSH_BYTES`; an append cut short is truncated back to the size it had, as if it had
+  never started (a modify cut short keeps what was written, as FastDFS's does).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cluster.errors import InvalidRequest
+from cluster.protocol import (
+    STORE_PATH_ANY,
+    AppendFileRequest,
+    FileIdReply,
+    ModifyFileRequest,
+    StreamedRequest,
+    UploadAppenderFileRequest,
+    UploadFileRequest,
+    UploadSlaveFileRequest,
+)
+
+from .handlers import EMPTY_REPLY, check_appender
+
+if TYPE_CHECKING:
+    from trunkstore.upload import Upload
+
+    from .handlers import StorageService
+
+#: Uploads up to this size are received on the event loop (in memory); larger ones in threads.
+SMALL_UPLOAD = 64 * 1024
+#: Append and modify data is written in pieces of up to this many bytes.
+FLUSH_BYTES = 256 * 1024
+
+
+class Session:
+    """The store-side state of one streamed request."""
+
+    #: Which steps may block long enough (file I/O, fsync) to belong in a thread.
+    open_threaded = False
+    write_threaded = False
+    finish_threaded = False
+
+    #: The first error: the rest of the data is read and dropped, then this is the reply.
+    error: BaseException | None = None
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def write(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Undo what the session did; called when the client disconnects before the end."""
+        raise NotImplementedError
+
+
+class UploadSession(Session):
+    """UPLOAD_FILE, UPLOAD_APPENDER_FILE and UPLOAD_SLAVE_FILE."""
+
+    def __init__(
+        self,
+        service: StorageService,
+        request: UploadFileRequest | UploadAppenderFileRequest | UploadSlaveFileRequest,
+    ) -> None:
+        self.service = service
+        self.request = request
+        self.upload: Upload | None = None
+        large = request.file_size > SMALL_UPLOAD or isinstance(request, UploadAppenderFileRequest)
+        self.open_threaded = self.write_threaded = large
+        self.finish_threaded = large or service.durable
+        if not isinstance(request, UploadSlaveFileRequest):
+            index = request.store_path_index
+            if index != STORE_PATH_ANY and index >= service.store.config.store_path_count:
+                raise InvalidRequest(f"store_path_index {index} is not a configured store path")
+
+    def open(self) -> None:
+        request = self.request
+        store = self.service.store
+        if isinstance(request, UploadSlaveFileRequest):
+            master_id = self.service.own_file_id(request.master_filename)
+            self.upload = store.open_slave_upload(master_id, request.prefix, request.file_size, request.ext)
+        else:
+            appender = isinstance(request, UploadAppenderFileRequest)
+            self.upload = store.open_upload(request.file_size, request.ext, appender=appender)
+
+    def write(self, chunk: bytes) -> None:
+        assert self.upload is not None
+        self.upload.write(chunk)
+
+    def finish(self) -> bytes:
+        assert self.upload is not None
+        file_id = self.upload.commit()
+        group, _, filename = file_id.partition("/")
+        return FileIdReply(group, filename).encode()
+
+    def abort(self) -> None:
+        if self.upload is not None:
+            self.upload.abort()
+
+
+class _RewriteSession(Session):
+    """Shared by append and modify: data written into an existing appender file in pieces."""
+
+    def __init__(self, service: StorageService, filename: str, size: int) -> None:
+        self.service = service
+        self.file_id = service.own_file_id(filename)
+        self.size = size
+        self.original_size = -1
+        self.written = 0  # bytes handed to the store so far
+        self._pending = bytearray()
+        self.write_threaded = self.finish_threaded = service.durable or size > SMALL_UPLOAD
+
+    def open(self) -> None:
+        self.original_size = check_appender(self.service.store, self.file_id)
+
+    def write(self, chunk: bytes) -> None:
+        pending = self._pending
+        if not pending and len(chunk) >= FLUSH_BYTES:
+            self._store(chunk)
+            return
+        pending += chunk
+        if len(pending) >= FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = bytes(self._pending)
+            self._pending.clear()
+            self._store(data)
+
+    def _store(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
+        self._flush()
+        return EMPTY_REPLY
+
+
+class AppendSession(_RewriteSession):
+    """APPEND_FILE: data added at the end of an appender file."""
+
+    def __init__(self, service: StorageService, request: AppendFileRequest) -> None:
+        super().__init__(service, request.filename, request.file_size)
+
+    def _store(self, data: bytes) -> None:
+        self.service.store.append(self.file_id, data)
+        self.written += len(data)
+
+    def abort(self) -> None:
+        self._pending.clear()
+        if self.written and self.original_size >= 0:
+            self.service.store.truncate(self.file_id, self.original_size)
+
+
+class ModifySession(_RewriteSession):
+    """MODIFY_FILE: data written over an appender file from ``offset`` (at most its size)."""
+
+    def __init__(self, service: StorageService, request: ModifyFileRequest) -> None:
+        super().__init__(service, request.filename, request.file_size)
+        self.offset = request.offset
+
+    def open(self) -> None:
+        super().open()
+        if self.offset > self.original_size:
+            raise InvalidRequest(f"modify offset {self.offset} is past the file's {self.original_size} bytes")
+
+    def _store(self, data: bytes) -> None:
+        self.service.store.modify(self.file_id, self.offset + self.written, data)
+        self.written += len(data)
+
+    def abort(self) -> None:
+        self._pending.clear()
+
+
+def open_session(service: StorageService, request: StreamedRequest) -> Session:
+    """The session for a streamed request's head; a command a storage does not serve is EINVAL."""
+    if isinstance(request, (UploadFileRequest, UploadAppenderFileRequest, UploadSlaveFileRequest)):
+        return UploadSession(service, request)
+    if isinstance(request, AppendFileRequest):
+        return AppendSession(service, request)
+    if isinstance(request, ModifyFileRequest):
+        return ModifySession(service, request)
+    raise InvalidRequest(f"{request.command.name} is not served to clients")
