@@ -1,0 +1,107 @@
+"""``python -m bench.load.suite``: the cluster load measurements recorded in ``bench/results/cluster.*``.
+
+Each configuration runs ``--repeat`` times (3 by default), each on a freshly spawned local tracker
+and storage, and the medians are kept.  Writes ``cluster.json`` (every run and the medians) and
+``cluster.md`` (the median tables and the targets) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .cli import machine, main
+from .report import OpSummary, format_markdown
+
+#: (label, arguments) of each configuration; the size, sync mode, connections and query mode vary.
+CONFIGURATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("4 KiB, 1 connection, sync none, one query", ("-s", "4K", "-c", "1", "--sync-mode", "none", "--query", "once")),
+    ("4 KiB, 1 connection, sync none, a query per file", ("-s", "4K", "-c", "1", "--sync-mode", "none")),
+    (
+        "4 KiB, 1 connection, sync always, one query",
+        ("-s", "4K", "-c", "1", "--sync-mode", "always", "--query", "once"),
+    ),
+    ("4 KiB, 1 connection, sync always, a query per file", ("-s", "4K", "-c", "1", "--sync-mode", "always")),
+    ("4 KiB, 4 connections, sync none, one query", ("-s", "4K", "-c", "4", "--sync-mode", "none", "--query", "once")),
+    ("4 KiB, 4 connections, sync none, a query per file", ("-s", "4K", "-c", "4", "--sync-mode", "none")),
+    (
+        "4 KiB, 4 connections, sync always, one query",
+        ("-s", "4K", "-c", "4", "--sync-mode", "always", "--query", "once"),
+    ),
+    ("1 KiB, 1 connection, sync none, one query", ("-s", "1K", "-c", "1", "--sync-mode", "none", "--query", "once")),
+    ("64 KiB, 1 connection, sync none, one query", ("-s", "64K", "-c", "1", "--sync-mode", "none", "--query", "once")),
+)
+
+#: The issue's targets: one connection, 4 KiB, storage requests only.
+TARGETS = {"upload": 10_000, "download": 20_000}
+TARGET_LABEL = CONFIGURATIONS[0][0]
+
+
+def run_configuration(label: str, args: Sequence[str], count: int, repeat: int) -> dict[str, Any]:
+    argv = ["--spawn", "-n", str(count), "--repeat", str(repeat), "--phases", "upload,download,delete", *args]
+    print(f"== {label}: python -m bench.load {' '.join(argv)}", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "run.json"
+        code = main([*argv, "--json", str(out)])
+        document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    document["label"] = label
+    document["command"] = "python -m bench.load " + " ".join(argv)
+    document["exit_code"] = code
+    return document
+
+
+def targets_markdown(measurements: Sequence[dict[str, Any]]) -> str:
+    """The issue's targets against the medians of the first configuration."""
+    lines = ["| target | measured (median) | met? |", "|---|--:|---|"]
+    first = next(m for m in measurements if m["label"] == TARGET_LABEL)
+    for op, target in TARGETS.items():
+        line = next(r for r in first["results"] if r["op"] == op)
+        met = "yes" if line["files_per_s"] >= target else "no"
+        lines.append(
+            f"| {op}s/s, 4 KiB, 1 connection, storage only: >= {target:,} | {line['files_per_s']:,.0f} | {met} |"
+        )
+    return "\n".join(lines)
+
+
+def markdown(measurements: Sequence[dict[str, Any]], host: dict[str, Any]) -> str:
+    out = [
+        "# Cluster load: medians",
+        "",
+        f"Machine: {host['nproc']} CPUs ({host['cpu']}), Python {host['python']}, "
+        f"uvloop {'yes' if host['uvloop'] else 'no'}, {host['platform']}.",
+        "",
+        targets_markdown(measurements),
+        "",
+    ]
+    for measurement in measurements:
+        lines = [OpSummary(**line) for line in measurement["results"]]
+        out += [f"## {measurement['label']}", "", f"`{measurement['command']}`", "", format_markdown(lines), ""]
+    return "\n".join(out)
+
+
+def main_suite(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.load.suite", description=__doc__)
+    parser.add_argument("-n", "--count", type=int, default=50_000, help="files per phase (default 50000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per configuration (default 3)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where cluster.json/.md go")
+    parser.add_argument("--only", type=int, nargs="*", help="run only these configurations (0-based)")
+    args = parser.parse_args(argv)
+    host = machine()
+    chosen = [c for i, c in enumerate(CONFIGURATIONS) if args.only is None or i in args.only]
+    measurements = [run_configuration(label, config, args.count, args.repeat) for label, config in chosen]
+    host["loadavg_end"] = machine()["loadavg"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    document = {"machine": host, "count": args.count, "repeat": args.repeat, "measurements": measurements}
+    (args.out / "cluster.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if any(m["label"] == TARGET_LABEL for m in measurements):
+        (args.out / "cluster.md").write_text(markdown(measurements, host), encoding="utf-8")
+    return 1 if any(m["exit_code"] for m in measurements) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_suite())
