@@ -138,6 +138,8 @@ def _decode_storage(group: Group, record: Any) -> Storage:
     if len(total) != len(free) or len(total) not in (0, paths):
         raise ValueError("disk usage does not match the store path count")
     stats = [_int(v, -INT64_MAX - 1) for v in _list(record["stats"])]
+    if len(stats) != len(_STATS_FIELDS):
+        raise ValueError(f"{len(stats)} counters, expected {len(_STATS_FIELDS)}")
     synced = record["synced_from"]
     if not isinstance(synced, dict):
         raise ValueError("synced_from is an object")
