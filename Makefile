@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m trunkstore.demo
+	$(BIN)/python -m cluster.demo
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check trunkstore cluster tests bench
