@@ -25,17 +25,20 @@ def test_a_restarted_tracker_remembers_its_storages(tmp_path: Path) -> None:
         FakeStorage(wire, port=23001, paths=2).activate()
         FakeStorage(WireClient(tracker.address), port=23002).wire.close()
     assert tracker.proc.returncode == 0
-    with start_tracker(tmp_path, base_path=base, reserved_storage_space="0%") as again:
-        with WireClient(again.address) as client:
-            status, body = client.call(92, group_field())
-            (stat,) = ListStoragesReply.decode(body, StatLayout.V6_15).storages
-            assert (stat.status, stat.storage_port, stat.store_path_count) == (StorageStatus.OFFLINE, 23001, 2)
-            assert client.call(101)[0] == 28  # known but offline: no space to offer
-            with WireClient(again.address) as wire:
-                storage = FakeStorage(wire, port=23001, paths=2)
-                assert storage.join(init_flag=False, status=StorageStatus.ACTIVE).status is StorageStatus.ONLINE
-                storage.beat()
-                assert client.call(101)[0] == 0
+    with (
+        start_tracker(tmp_path, base_path=base, reserved_storage_space="0%") as again,
+        WireClient(again.address) as client,
+    ):
+        status, body = client.call(92, group_field())
+        assert status == 0
+        (stat,) = ListStoragesReply.decode(body, StatLayout.V6_15).storages
+        assert (stat.status, stat.storage_port, stat.store_path_count) == (StorageStatus.OFFLINE, 23001, 2)
+        assert client.call(101)[0] == 28  # known but offline: no space to offer
+        with WireClient(again.address) as wire:
+            storage = FakeStorage(wire, port=23001, paths=2)
+            assert storage.join(init_flag=False, status=StorageStatus.ACTIVE).status is StorageStatus.ONLINE
+            storage.beat()
+            assert client.call(101)[0] == 0
 
 
 @pytest.mark.parametrize(("layout", "group_size", "storage_size"), [("6.15", 113, 487), ("6.10", 105, 612)])

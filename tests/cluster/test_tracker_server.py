@@ -163,6 +163,7 @@ def test_a_silent_storage_goes_offline(tracker: RunningTracker) -> None:
         storage.activate()
         wait_for(lambda: client.call(101)[0] == 28, message="the silent storage to be dropped")
         status, body = client.call(92, group_field())
+        assert status == 0
         assert ListStoragesReply.decode(body, StatLayout.V6_15).storages[0].status is StorageStatus.OFFLINE
         storage.beat()
         assert client.call(101)[0] == 0
@@ -179,6 +180,7 @@ def test_the_state_is_saved_and_reloaded(tmp_path: Path) -> None:
     try:
         with WireClient(second.address) as client:
             status, body = client.call(92, group_field())
+            assert status == 0
             (stat,) = ListStoragesReply.decode(body, StatLayout.V6_15).storages
             assert stat.status is StorageStatus.OFFLINE and stat.storage_port == 23005
     finally:
