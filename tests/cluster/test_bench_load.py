@@ -8,7 +8,6 @@ asserts on timings.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import socket
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Cluster
 
 from bench.load import main
 from bench.load.cli import parse_phases, parse_size
@@ -285,17 +285,6 @@ def test_sizes_phases_and_percentiles() -> None:
     assert percentile([7], 0.99) == 7
 
 
-def _runnable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:
-        return False
-
-
-SERVERS_PRESENT = all(_runnable(f"cluster.{role}.__main__") for role in ("tracker", "storage"))
-
-
-@pytest.mark.skipif(not SERVERS_PRESENT, reason="cluster.tracker and cluster.storage are not built yet")
 @pytest.mark.parametrize("sync_mode", ["none", "always"])
 def test_spawned_cluster(tmp_path: Path, sync_mode: str) -> None:
     out = tmp_path / "load.json"
@@ -307,3 +296,22 @@ def test_spawned_cluster(tmp_path: Path, sync_mode: str) -> None:
     lines = lines_by_op(document)
     assert lines["upload"]["files"] == lines["download"]["files"] == lines["delete"]["files"] == 30
     assert list(tmp_path.glob("trunkstore-load-*")) == []  # the throwaway cluster is gone
+
+
+def test_real_servers_through_the_tracker_option(tmp_path: Path, cluster: Cluster) -> None:
+    code, document = run_load(
+        tmp_path, cluster.tracker.address, "-n", "25", "-s", "1000", "-c", "2", "--phases", "upload,download,delete"
+    )
+    assert code == 0, document["error_messages"]
+    lines = lines_by_op(document)
+    assert lines["query-store"]["files"] == lines["upload"]["files"] == 25
+    assert lines["download"]["files"] == lines["delete"]["files"] == 25
+    # Everything was deleted: a second download of a deleted file would be ENOENT.
+    assert cluster.storage.alive() and cluster.tracker.alive()
+
+
+def test_a_spawned_cluster_that_cannot_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--spawn", "--spawn-dir", str(tmp_path), "--storage-conf", "store_path_count=-3", "-n", "1"])
+    assert code == 2
+    assert "could not start the local cluster" in capsys.readouterr().err
+    assert list(tmp_path.glob("trunkstore-load-*")) == []
