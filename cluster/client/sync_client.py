@@ -1,0 +1,411 @@
+"""The blocking client: :class:`Client`, over plain sockets, safe to share between threads.
+
+The request path is kept lean: a small request is one ``sendall`` of header and body; the reply is
+read with ``recv_into`` a buffer each connection allocates once, so that a small reply is usually
+one system call, then sliced into the body.  Read and write timeouts are the socket's own
+(``SO_RCVTIMEO`` / ``SO_SNDTIMEO``), so a blocking call costs no extra ``poll``.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, BinaryIO, TypeVar
+
+from cluster.errors import ClusterError
+from cluster.protocol import HEADER_SIZE
+
+from . import operations as ops
+from .config import ClientConfig, TrackerSpec, make_config
+from .operations import Destination, Operation, Source
+from .pool import ConnectionPool
+from .requests import (
+    Exchange,
+    Key,
+    Progress,
+    TrackerRotation,
+    advance,
+    check_extra,
+    check_header,
+    closed_error,
+    connect_error,
+    early_reply_error,
+    finish,
+    keeps_connection,
+    may_retry,
+    transport_error,
+    write_sink,
+)
+from .results import FileInfo, GroupStat, StorageAddress, StorageStat, StoreTarget
+
+T = TypeVar("T")
+
+#: Per-connection receive buffer: a small reply fits in it whole.
+BUFFER_SIZE = 64 * 1024
+
+
+def _set_io_timeout(sock: socket.socket, seconds: float) -> None:
+    whole = int(seconds)
+    timeval = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        sock.settimeout(None)
+    except OSError:  # no timeval socket options here: Python's own timeouts (a poll per call)
+        sock.settimeout(seconds)
+
+
+class SyncConnection:
+    """One blocking connection to a tracker or storage; one exchange at a time."""
+
+    __slots__ = ("buf", "delivered", "idle_since", "key", "reusable", "sent", "sock", "view")
+
+    def __init__(self, sock: socket.socket, key: Key) -> None:
+        self.sock = sock
+        self.key = key
+        self.buf = bytearray(BUFFER_SIZE)
+        self.view = memoryview(self.buf)
+        self.idle_since = 0.0
+        #: The last exchange's first write went out / body bytes went to its sink / it ended cleanly.
+        self.sent = False
+        self.delivered = 0
+        self.reusable = False
+
+    @classmethod
+    def connect(cls, key: Key, config: ClientConfig) -> SyncConnection:
+        try:
+            sock = socket.create_connection(key, timeout=config.connect_timeout)
+        except OSError as exc:
+            raise connect_error(key, exc, config.connect_timeout) from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _set_io_timeout(sock, config.network_timeout)
+        return cls(sock, key)
+
+    def alive(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable  # readable while idle: EOF, a reset, or bytes nobody asked for
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # ---- one exchange ---------------------------------------------------------------------------
+    def exchange(self, step: Exchange, chunk_size: int, timeout: float) -> Any:
+        self.reusable = False
+        self.sent = False
+        self.delivered = 0
+        try:
+            if step.upload is None:
+                self.sock.sendall(step.frame)
+                self.sent = True
+            else:
+                self._send_upload(step, chunk_size)
+            return self._receive(step)
+        except ClusterError:
+            raise
+        except OSError as exc:
+            raise transport_error(step, self.key, exc, timeout) from exc
+
+    def _send_upload(self, step: Exchange, chunk_size: int) -> None:
+        source = step.upload
+        assert source is not None
+        progress = step.progress
+        head_len = len(step.frame)
+        sent = 0
+        for piece in source.pieces(step.frame, chunk_size):
+            try:
+                self.sock.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                if self.sent:  # the storage may have refused the upload early, then closed
+                    self._raise_early_reply(step)
+                raise
+            self.sent = True
+            sent += len(piece)
+            if progress is not None and sent > head_len:
+                progress(sent - head_len, source.size)
+
+    def _raise_early_reply(self, step: Exchange) -> None:
+        try:
+            self._recv_header(step)
+        except (OSError, ClusterError):
+            return  # no reply to learn from: the send error stands
+        raise early_reply_error(step, self.buf)
+
+    def _recv_header(self, step: Exchange) -> int:
+        """Receive at least the reply header (often the whole reply); returns the bytes received."""
+        got = self.sock.recv_into(self.view)
+        while got < HEADER_SIZE:
+            if got == 0 or (more := self.sock.recv_into(self.view[got:])) == 0:
+                raise closed_error(step, self.key, before_reply=got == 0)
+            got += more
+        return got
+
+    def _fill(self, view: memoryview, start: int, end: int, step: Exchange) -> None:
+        while start < end:
+            got = self.sock.recv_into(view[start:end])
+            if got == 0:
+                raise closed_error(step, self.key, before_reply=False)
+            start += got
+
+    def _receive(self, step: Exchange) -> Any:
+        got = self._recv_header(step)
+        pkg_len, status = check_header(step, self.buf)
+        check_extra(step, got, pkg_len)
+        if status == 0 and step.sink is not None:
+            return self._stream_body(step, step.sink, got, pkg_len)
+        end = HEADER_SIZE + pkg_len
+        body: bytes | bytearray
+        if end <= BUFFER_SIZE:
+            self._fill(self.view, got, end, step)
+            body = self.view[HEADER_SIZE:end].tobytes()
+        else:
+            body = bytearray(pkg_len)
+            target = memoryview(body)
+            target[: got - HEADER_SIZE] = self.view[HEADER_SIZE:got]
+            self._fill(target, got - HEADER_SIZE, pkg_len, step)
+        if status:
+            self.reusable = keeps_connection(step, status)
+        result = finish(step, status, body)
+        self.reusable = True
+        return result
+
+    def _stream_body(self, step: Exchange, sink: BinaryIO, got: int, pkg_len: int) -> int:
+        progress = step.progress
+        done = got - HEADER_SIZE
+        if done:
+            write_sink(sink, self.view[HEADER_SIZE:got])
+            self.delivered = done
+            if progress is not None:
+                progress(done, pkg_len)
+        while done < pkg_len:
+            received = self.sock.recv_into(self.view, min(BUFFER_SIZE, pkg_len - done))
+            if received == 0:
+                raise closed_error(step, self.key, before_reply=False)
+            write_sink(sink, self.view[:received])
+            done += received
+            self.delivered = done
+            if progress is not None:
+                progress(done, pkg_len)
+        self.reusable = True
+        return pkg_len
+
+
+class Client:
+    """A blocking trunkstore / FastDFS client.
+
+    ``Client(["10.0.0.1:22122", ("10.0.0.2", 22122)])``, or ``Client(config=ClientConfig.from_file(
+    "client.conf"))``.  Trackers are tried in order from the last one that answered; connections
+    are pooled per server.  Every failure raises a :class:`cluster.errors.ClusterError`.
+    """
+
+    def __init__(
+        self,
+        trackers: Sequence[TrackerSpec] | None = None,
+        *,
+        config: ClientConfig | None = None,
+        connect_timeout: float | None = None,
+        network_timeout: float | None = None,
+    ) -> None:
+        self.config = make_config(trackers, config, connect_timeout, network_timeout)
+        self._trackers = TrackerRotation([(t.host, t.port) for t in self.config.trackers])
+        self._pool: ConnectionPool[SyncConnection] = ConnectionPool(
+            self.config.max_idle, self.config.pool_max_idle_time
+        )
+        self._closed = False
+
+    # ---- life cycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the pooled connections; the client cannot be used afterwards."""
+        self._closed = True
+        self._pool.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def pool(self) -> ConnectionPool[SyncConnection]:
+        return self._pool
+
+    # ---- the driver -----------------------------------------------------------------------------
+    def _run(self, op: Operation[T]) -> T:
+        if self._closed:
+            raise ClusterError("the client is closed")
+        step, value = advance(op, None, None)
+        while step is not None:
+            try:
+                result = self._tracker_exchange(step) if step.address is None else self._exchange(step.address, step)
+            except BaseException as exc:
+                step, value = advance(op, None, exc)
+            else:
+                step, value = advance(op, result, None)
+        returned: T = value
+        return returned
+
+    def _tracker_exchange(self, step: Exchange) -> Any:
+        failures: list[str] = []
+        for index, key in self._trackers.order():
+            try:
+                result = self._exchange(key, step)
+            except ClusterError as exc:
+                if not self._trackers.fails_over(exc):
+                    self._trackers.answered(index)
+                    raise
+                failures.append(f"{key[0]}:{key[1]}: {exc}")
+                continue
+            self._trackers.answered(index)
+            return result
+        raise self._trackers.unavailable(failures)
+
+    def _exchange(self, key: Key, step: Exchange) -> Any:
+        config = self.config
+        retries = 1
+        while True:
+            conn = self._pool.take(key)
+            reused = conn is not None
+            if conn is None:
+                conn = SyncConnection.connect(key, config)
+            try:
+                result = conn.exchange(step, config.chunk_size, config.network_timeout)
+            except ClusterError as exc:
+                self._release(key, conn)
+                if not may_retry(exc, step, reused=reused, sent=conn.sent, delivered=conn.delivered, retries=retries):
+                    raise
+                retries -= conn.sent
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            self._pool.give(key, conn)
+            return result
+
+    def _release(self, key: Key, conn: SyncConnection) -> None:
+        if conn.reusable:
+            self._pool.give(key, conn)
+        else:
+            conn.close()
+
+    # ---- tracker --------------------------------------------------------------------------------
+    def query_store(self, group: str | None = None) -> StoreTarget:
+        """Where an upload would go (the tracker step of :meth:`upload`)."""
+        return self._run(ops.query_store(group))
+
+    def query_fetch(self, file_id: str) -> StorageAddress:
+        """A storage to read ``file_id`` from."""
+        return self._run(ops.query_fetch(file_id))
+
+    def query_update(self, file_id: str) -> StorageAddress:
+        """The storage to change ``file_id`` (or its metadata) on."""
+        return self._run(ops.query_update(file_id))
+
+    def list_groups(self) -> list[GroupStat]:
+        return self._run(ops.list_groups(self.config.stat_layout))
+
+    def list_storages(self, group: str, storage_id: str | None = None) -> list[StorageStat]:
+        return self._run(ops.list_storages(self.config.stat_layout, group, storage_id))
+
+    # ---- files ----------------------------------------------------------------------------------
+    def upload(
+        self,
+        source: Source,
+        ext: str = "",
+        *,
+        group: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+        size: int | None = None,
+    ) -> str:
+        """Store ``source`` (bytes, a path, or a binary file streamed from its position); the file ID.
+
+        A path's extension defaults to its suffix; a file object's size is found by ``fstat`` or
+        seeking, or given as ``size``.  ``progress(sent, total)`` is called as data goes out.
+        """
+        return self._run(ops.upload(source, ext, group, meta, progress, size))
+
+    def upload_appender(
+        self,
+        source: Source,
+        ext: str = "",
+        *,
+        group: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+        size: int | None = None,
+    ) -> str:
+        """Like :meth:`upload`, for a file that can later be appended to, modified and truncated."""
+        return self._run(ops.upload(source, ext, group, meta, progress, size, appender=True))
+
+    def upload_slave(
+        self,
+        master_id: str,
+        prefix: str,
+        source: Source,
+        ext: str = "",
+        *,
+        meta: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+        size: int | None = None,
+    ) -> str:
+        """A slave of ``master_id``: named after it with ``prefix``, stored beside it."""
+        return self._run(ops.upload_slave(master_id, prefix, source, ext, meta, progress, size))
+
+    def download(self, file_id: str, offset: int = 0, length: int = 0) -> bytes:
+        """``length`` bytes (0: to the end) from ``offset``."""
+        return self._run(ops.download(file_id, offset, length))
+
+    def download_to(
+        self,
+        file_id: str,
+        dest: Destination,
+        offset: int = 0,
+        length: int = 0,
+        *,
+        progress: Progress | None = None,
+    ) -> int:
+        """Stream the file into ``dest`` as it arrives; the number of bytes written.
+
+        A path is written to a temporary file beside it, renamed over it once complete; on any
+        failure the temporary file is removed and ``dest`` is untouched.
+        """
+        return self._run(ops.download_to(file_id, dest, offset, length, progress))
+
+    def delete(self, file_id: str) -> None:
+        self._run(ops.delete(file_id))
+
+    def set_meta(self, file_id: str, meta: Mapping[str, str], *, merge: bool = False) -> None:
+        """Replace the file's metadata (with ``merge``: add or update these names only)."""
+        self._run(ops.set_meta(file_id, meta, merge))
+
+    def get_meta(self, file_id: str) -> dict[str, str]:
+        return self._run(ops.get_meta(file_id))
+
+    def file_info(self, file_id: str) -> FileInfo:
+        return self._run(ops.file_info(file_id))
+
+    # ---- appender files -------------------------------------------------------------------------
+    def append(
+        self, file_id: str, source: Source, *, progress: Progress | None = None, size: int | None = None
+    ) -> None:
+        self._run(ops.append(file_id, source, progress, size))
+
+    def modify(self, file_id: str, offset: int, source: Source, *, size: int | None = None) -> None:
+        self._run(ops.modify(file_id, offset, source, size))
+
+    def truncate(self, file_id: str, size: int = 0) -> None:
+        self._run(ops.truncate(file_id, size))
+
+    def regenerate_appender_name(self, file_id: str) -> str:
+        """Turn an appender file into a normal file under a new ID (returned)."""
+        return self._run(ops.regenerate_appender_name(file_id))
+
+
+__all__ = ["Client", "SyncConnection"]
