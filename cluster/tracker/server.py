@@ -178,6 +178,9 @@ class TrackerServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._saving is not None:  # a write in a thread goes on after its task is cancelled
+            with contextlib.suppress(OSError):
+                await self._saving
         await self.connections.stop(grace)
         self.save_now()
 
@@ -192,11 +195,15 @@ class TrackerServer:
                 continue
             self.registry.dirty = False
             state = persist.snapshot(self.registry)
+            self._saving = asyncio.ensure_future(asyncio.to_thread(persist.write_state, self.config.state_path, state))
             try:
-                await asyncio.to_thread(persist.write_state, self.config.state_path, state)
+                await asyncio.shield(self._saving)
             except OSError as exc:
                 log.error("cannot save the tracker state to %s: %s", self.config.state_path, exc)
                 self.registry.dirty = True
+            finally:
+                if self._saving.done():
+                    self._saving = None
 
     async def _expire_loop(self) -> None:
         period = min(max(self.config.check_active_interval / 4, 0.05), 1.0)
