@@ -7,7 +7,9 @@ exactly that from the ID's fixed positions and compares it with the bytes on dis
 * both base64 parts are decoded in one call (a pad character aligns the trunk part on a byte);
 * the directory part ``Mxx/HH/HH/`` is checked by comparing it with the directory of the container the
   ID names, and the extension part by comparing it with the slot header, which repeats it; so nothing
-  this path accepts could be refused by the full parser, and a stale or forged ID fails the header.
+  this path accepts could be refused by the full parser, and a stale or forged ID fails the header;
+* the offset must be the start of a live slot (a set lookup), so bytes inside a file's data that
+  imitate a header are never taken for a slot.
 
 Anything it does not handle (another kind of file, a range, a mismatch, a checksum failure) returns
 ``None``; the caller then takes the full path, which reports the precise error.
@@ -31,16 +33,23 @@ _FLAGS = 0x88  # top byte of the size field: SIZE_MARK | TRUNK_FLAG
 
 
 class SlotMap:
-    """``trunk_id -> (memory map, b"Mxx/HH/HH/")`` of the open containers, kept by the pool."""
+    """``trunk_id -> (memory map, b"Mxx/HH/HH/", offsets of the live slots)`` of open containers.
+
+    Kept by the pool, which adds a container once it knows where each of its slots starts and updates
+    that set (the same object) under its lock as slots are allocated and freed.
+    """
 
     __slots__ = ("entries",)
 
     def __init__(self) -> None:
-        self.entries: dict[int, tuple[mmap.mmap, bytes]] = {}
+        self.entries: dict[int, tuple[mmap.mmap, bytes, set[int]]] = {}
 
-    def add(self, trunk_id: int, mapped: mmap.mmap | None, store_path: int, sub_high: int, sub_low: int) -> None:
+    def add(
+        self, trunk_id: int, mapped: mmap.mmap | None, store_path: int, sub_high: int, sub_low: int, starts: set[int]
+    ) -> None:
         if mapped is not None:
-            self.entries[trunk_id] = (mapped, f"M{store_path:02X}/{sub_high:02X}/{sub_low:02X}/".encode())
+            directory = f"M{store_path:02X}/{sub_high:02X}/{sub_low:02X}/".encode()
+            self.entries[trunk_id] = (mapped, directory, starts)
 
     def remove(self, trunk_id: int) -> None:
         self.entries.pop(trunk_id, None)
@@ -75,7 +84,9 @@ def make_reader(group: str, slots: SlotMap, crc32: Callable[[bytes], int] | None
             return None
         trunk_id, offset = unpack_location(decoded, 21)
         entry = entries.get(trunk_id)
-        if entry is None or raw[start : start + 10] != entry[1]:
+        # The offset must be where a live slot starts: a header-like run of bytes inside another
+        # file's data names nothing.
+        if entry is None or raw[start : start + 10] != entry[1] or offset not in entry[2]:
             return None
         mapped = entry[0]
         size = int.from_bytes(decoded[12:16], "big")

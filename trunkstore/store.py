@@ -342,7 +342,7 @@ class Store:
         expected = expected_header(parsed)
         self._check_container_dir(parsed)
         try:
-            on_disk = self._pool.read(trunk.trunk_id, trunk.offset, HEADER_SIZE)
+            on_disk = self._pool.slot_header(trunk.trunk_id, trunk.offset)
         except FileNotFound:
             raise FileNotFound(f"no file {parsed}") from None
         if on_disk == expected:
@@ -493,7 +493,7 @@ class Store:
             ticket = self._pool.free(trunk.trunk_id, trunk.offset, trunk.alloc_size, expected)
         except FileNotFound:
             # Not this file's own slot: it may be one holder of a slot shared by dedup.
-            on_disk = self._pool.read(trunk.trunk_id, trunk.offset, HEADER_SIZE)
+            on_disk = self._pool.slot_header(trunk.trunk_id, trunk.offset)
             if on_disk[:1] != TYPE_SHARED or not self._shared_slot_matches(parsed, on_disk):
                 raise FileNotFound(f"no file {parsed}") from None
             if self._meta.drop_holder(str(parsed)) != 0:

@@ -12,6 +12,7 @@ import mmap
 import os
 
 from trunkstore import diskio
+from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
 
 
 class TrunkContainer:
@@ -67,6 +68,19 @@ class TrunkContainer:
         if mapped is not None:
             return mapped[offset : offset + length]
         return os.pread(self.fd, length, offset)
+
+    def slots(self, start: int, end: int) -> tuple[list[tuple[int, int, int, int]], int]:
+        """The slots tiling ``[start, end)`` from ``start`` on, each ``(offset, alloc, size, crc32)``, and
+        the offset where the tiling stops (``end``, or where no valid slot header is)."""
+        found: list[tuple[int, int, int, int]] = []
+        position = start
+        while end - position >= HEADER_SIZE:
+            kind, alloc, size, crc, _mtime, _ext = HEADER.unpack(self.read(position, HEADER_SIZE))
+            if kind not in (TYPE_FILE, TYPE_SHARED) or alloc < size + HEADER_SIZE or position + alloc > end:
+                break
+            found.append((position, alloc, size, crc))
+            position += alloc
+        return found, position
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)

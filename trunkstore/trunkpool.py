@@ -65,6 +65,11 @@ class TrunkPool:
         self.containers: dict[int, TrunkContainer] = {}
         #: The open containers' memory maps, for the lock-free read fast path.
         self.slot_map = SlotMap()
+        # trunk_id -> offsets where live slots start, for containers whose slots are known: learnt by
+        # walking the headers when a container is first used after opening (see _slot_starts), then
+        # kept up to date as slots are allocated and freed.  A file ID is only ever taken to name a
+        # slot that starts exactly there.
+        self._starts: dict[int, set[int]] = {}
         self._next_trunk_id = config.trunk_id_start
         self._journal = Journal(layout.journal_dir, durable=self._mode != "none")
         # Staged, not yet journaled (always mode): the records, the containers and directories to sync
@@ -190,13 +195,57 @@ class TrunkPool:
     def _register(self, container: TrunkContainer) -> None:
         self._set_prefix(container)
         self.containers[container.trunk_id] = container
-        self.slot_map.add(
-            container.trunk_id, container.map, container.store_path, container.sub_high, container.sub_low
-        )
 
     def _unregister(self, trunk_id: int) -> TrunkContainer | None:
         self.slot_map.remove(trunk_id)
+        self._starts.pop(trunk_id, None)
         return self.containers.pop(trunk_id, None)
+
+    def _slot_starts(self, container: TrunkContainer) -> set[int]:
+        """Where the live slots of ``container`` start; the lock is held.
+
+        Learnt on first use by walking the slot headers that tile each allocated run (reservations
+        not yet written are stepped over).  A run whose tiling breaks is damaged: the slots after the
+        damage are not known, and :meth:`Store.check` reports it.  ``O(slots)`` once per container.
+        """
+        trunk_id = container.trunk_id
+        starts = self._starts.get(trunk_id)
+        if starts is not None:
+            return starts
+        starts = set()
+        for run in self._spaces[container.store_path].allocated(trunk_id):
+            position, end = run.offset, run.offset + run.size
+            while position < end:
+                found, position = container.slots(position, end)
+                starts.update(slot[0] for slot in found)
+                reserved = self._unlogged.get((trunk_id, position))
+                if reserved is None:
+                    break
+                position += reserved
+        self._know_starts(container, starts)
+        return starts
+
+    def _know_starts(self, container: TrunkContainer, starts: set[int]) -> None:
+        self._starts[container.trunk_id] = starts
+        self.slot_map.add(
+            container.trunk_id, container.map, container.store_path, container.sub_high, container.sub_low, starts
+        )
+
+    def _slot_started(self, trunk_id: int, offset: int) -> None:
+        starts = self._starts.get(trunk_id)
+        if starts is not None:
+            starts.add(offset)
+
+    def is_slot(self, trunk_id: int, offset: int) -> bool:
+        """Whether a live slot starts at ``trunk_id:offset`` (``O(1)`` once the container is known)."""
+        starts = self._starts.get(trunk_id)
+        if starts is None:
+            with self._lock:
+                container = self.containers.get(trunk_id)
+                if container is None:
+                    return False
+                starts = self._slot_starts(container)
+        return offset in starts
 
     def _space_of(self, trunk_id: int) -> FreeSpace:
         container = self.containers.get(trunk_id)
@@ -246,6 +295,7 @@ class TrunkPool:
                 if exc.errno == errno.ENOSPC:
                     raise StoreFull(f"file system full while writing trunk {trunk_id}") from exc
                 raise
+            self._slot_started(trunk_id, offset)
             self._dirty.add(container)
             self._log(journal.encode_record(journal.ALLOC, trunk_id, offset, size))
             if self._mode != "always":
@@ -276,6 +326,7 @@ class TrunkPool:
         capacity = self._config.trunk_file_size
         container = TrunkContainer.create(path, trunk_id, store_path, high, low, capacity)
         self._register(container)
+        self._know_starts(container, set())
         self._spaces[store_path].add_container(trunk_id, capacity)
         self._log(journal.encode_record(journal.NEW_CONTAINER, trunk_id, 0, capacity, store_path, high, low))
         self._new_dirs.add(directory)
@@ -286,6 +337,7 @@ class TrunkPool:
         with self._lock:
             self._check_usable()
             del self._unlogged[(container.trunk_id, offset)]
+            self._slot_started(container.trunk_id, offset)
             self._dirty.add(container)
             self._log(journal.encode_record(journal.ALLOC, container.trunk_id, offset, size))
             if self._mode != "always":
@@ -308,9 +360,10 @@ class TrunkPool:
     def free(self, trunk_id: int, offset: int, size: int, expected_header: bytes | None) -> int:
         """Free the slot at ``trunk_id:offset``, first checking that it still holds ``expected_header``.
 
-        The check and the staging happen under one lock, so a slot freed and reused meanwhile is never
-        freed again.  Returns a ticket for :meth:`wait`.  Raises :class:`FileNotFound` when the slot
-        does not hold that file.
+        With a header, a live slot must start exactly at ``offset`` (header-like bytes inside a file
+        are no slot); without one, any allocated range is freed (repairs).  The checks and the staging
+        happen under one lock, so a slot freed and reused meanwhile is never freed again.  Returns a
+        ticket for :meth:`wait`.  Raises :class:`FileNotFound` when the slot does not hold that file.
         """
         with self._lock:
             self._check_usable()
@@ -322,7 +375,13 @@ class TrunkPool:
                 or key in self._unlogged
                 or self._spaces[container.store_path].is_free(trunk_id, offset, size)
                 or offset + size > container.size
-                or (expected_header is not None and container.read(offset, HEADER_SIZE) != expected_header)
+                or (
+                    expected_header is not None
+                    and (
+                        offset not in self._slot_starts(container)
+                        or container.read(offset, HEADER_SIZE) != expected_header
+                    )
+                )
             ):
                 raise FileNotFound(f"no file at trunk {trunk_id} offset {offset}")
             self._freeing.add(key)
@@ -348,6 +407,9 @@ class TrunkPool:
             merged = space.free(extent.trunk_id, extent.offset, extent.size)
             container.clear(extent.offset, extent.size, merged.offset, merged.offset + merged.size)
             self._freeing.discard((extent.trunk_id, extent.offset))
+            starts = self._starts.get(extent.trunk_id)
+            if starts is not None:
+                starts.discard(extent.offset)
             if space.is_empty_container(extent.trunk_id) and len(space.containers()) > 1:
                 self._remove_container(container)
 
@@ -488,6 +550,12 @@ class TrunkPool:
             return container.read(offset, length)
         except ValueError as exc:  # the map was closed by a concurrent removal
             raise FileNotFound(f"trunk container {trunk_id} was removed") from exc
+
+    def slot_header(self, trunk_id: int, offset: int) -> bytes:
+        """The header of the live slot starting at ``trunk_id:offset``; :class:`FileNotFound` if none does."""
+        if not self.is_slot(trunk_id, offset):
+            raise FileNotFound(f"no slot starts at trunk {trunk_id} offset {offset}")
+        return self.read(trunk_id, offset, HEADER_SIZE)
 
     def is_allocated(self, trunk_id: int, offset: int, size: int) -> bool:
         with self._lock:

@@ -17,21 +17,6 @@ if TYPE_CHECKING:
     from trunkstore.trunkpool import TrunkPool
 
 
-def _slots(container: TrunkContainer, start: int, end: int) -> tuple[list[tuple[int, int, int, int]], int]:
-    """The slots tiling ``[start, end)``: ``(offset, alloc, size, crc)`` each, and where tiling broke."""
-    slots: list[tuple[int, int, int, int]] = []
-    position = start
-    while position < end:
-        if end - position < HEADER_SIZE:
-            return slots, position
-        kind, alloc, size, crc, _mtime, _ext = HEADER.unpack(container.read(position, HEADER_SIZE))
-        if kind not in (TYPE_FILE, TYPE_SHARED) or alloc < size + HEADER_SIZE or position + alloc > end:
-            return slots, position
-        slots.append((position, alloc, size, crc))
-        position += alloc
-    return slots, position
-
-
 def _next_valid_slot(container: TrunkContainer, start: int, end: int) -> int:
     """The first offset after ``start`` holding a slot whose data matches its crc32 (or ``end``)."""
     data = container.read(start, end - start)
@@ -85,7 +70,7 @@ def check_store(store: Store, pool: TrunkPool, *, fix: bool) -> CheckReport:
             problems.append(f"journal cannot be replayed: {exc}")
     leaks: list[tuple[int, int, int]] = []
     for container, run in pool.allocated_extents():
-        slots, broke_at = _slots(container, run.offset, run.offset + run.size)
+        slots, broke_at = container.slots(run.offset, run.offset + run.size)
         checked += len(slots)
         position = broke_at
         while position < run.offset + run.size:
@@ -94,7 +79,7 @@ def check_store(store: Store, pool: TrunkPool, *, fix: bool) -> CheckReport:
                 f"trunk {container.trunk_id}: bytes {position}..{resume} are allocated but hold no valid slot"
             )
             leaks.append((container.trunk_id, position, resume - position))
-            more, position = _slots(container, resume, run.offset + run.size)
+            more, position = container.slots(resume, run.offset + run.size)
             checked += len(more)
     if fix:
         for trunk_id, offset, size in leaks:
@@ -108,7 +93,7 @@ def scrub_store(store: Store, pool: TrunkPool) -> ScrubReport:
     total = 0
     corrupt: list[str] = []
     for container, run in pool.allocated_extents():
-        slots, _ = _slots(container, run.offset, run.offset + run.size)
+        slots, _ = container.slots(run.offset, run.offset + run.size)
         for offset, _alloc, size, crc in slots:
             files += 1
             total += size
