@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,15 @@ from cluster.errors import ClusterError
 READY_TIMEOUT = 30.0
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _start(directory: Path) -> bundle.Bundle:
     existing = bundle.Bundle.load(directory.resolve())
     if existing is not None and len(existing.running()) == len(existing.servers):
@@ -27,7 +37,12 @@ def _start(directory: Path) -> bundle.Bundle:
         return existing
     if existing is not None:
         bundle.stop(existing)
-    spec = bundle.BundleSpec(directory=directory, tracker_port=0, storage_port=0)
+    # FastDFS's own ports when they are free, so that existing client configurations work unchanged.
+    defaults = bundle.BundleSpec(directory=directory)
+    if _port_free(defaults.tracker_port) and _port_free(defaults.storage_port):
+        spec = defaults
+    else:
+        spec = bundle.BundleSpec(directory=directory, tracker_port=0, storage_port=0)
     started = bundle.up(spec, detach=True)
     print(f"started a cluster in {directory}:")
     print("\n".join(bundle.describe(started)))

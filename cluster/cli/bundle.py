@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -299,27 +299,36 @@ def down(directory: Path) -> list[ServerRecord]:
     return stop(bundle)
 
 
-def wait_until_interrupted(bundle: Bundle) -> Iterator[ServerRecord]:
-    """Block until Ctrl-C or SIGTERM, or until a server dies; yields the servers that died on their own."""
-    stopping = False
+class StopRequest:
+    """Turns Ctrl-C and SIGTERM into a flag, from the moment it is created until :meth:`restore`."""
 
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {
+            signum: signal.signal(signum, self._request) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
 
-    previous = signal.signal(signal.SIGTERM, request_stop)
-    try:
-        while not stopping:
-            for record in bundle.servers:
-                _reap(record.pid)
-                if not process_matches(record):
-                    yield record
-                    return
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    def _request(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def wait_until_stopped(bundle: Bundle, stop_request: StopRequest) -> list[ServerRecord]:
+    """Block until a stop is requested or a server dies; returns the servers that died on their own."""
+    while not stop_request.requested:
+        died = []
+        for record in bundle.servers:
+            _reap(record.pid)
+            if not process_matches(record):
+                died.append(record)
+        # A terminal's Ctrl-C reaches the servers of a foreground cluster too: those deaths are expected.
+        if died and not stop_request.requested:
+            return died
+        time.sleep(0.2)
+    return []
 
 
 def describe(bundle: Bundle) -> Sequence[str]:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cluster.cli import bundle, monitor
 from cluster.cli.progress import ProgressBar
@@ -63,25 +67,30 @@ def cluster_up(options: argparse.Namespace) -> int:
         sync_mode=options.sync_mode,
         stat_layout=options.stat_layout,
     )
+    # Ctrl-C during start-up interrupts up(), which stops what it started; once the cluster is
+    # ready, Ctrl-C and SIGTERM become a stop request handled below.
     started = bundle.up(spec, detach=options.detach)
-    trackers = ",".join(t.address for t in started.trackers)
-    print(f"trackers: {trackers}")
-    print("\n".join(bundle.describe(started)))
-    print(
-        f"cluster ready: {len(started.trackers)} tracker(s), {len(started.storages)} storage(s) in {started.directory}"
-    )
-    sys.stdout.flush()
-    if options.detach:
-        print(f"stop it with: trunkstore cluster down --dir {options.dir}")
-        return 0
-    print("press Ctrl-C to stop")
-    sys.stdout.flush()
-    died = list(bundle.wait_until_interrupted(started))
-    for record in died:
-        print(f"{record.name} exited unexpectedly; see {record.log}", file=sys.stderr)
-    stopped = bundle.stop(started)
-    print(f"stopped {len(stopped)} server(s)")
-    return 1 if died else 0
+    stop_request = None if options.detach else bundle.StopRequest()
+    try:
+        trackers = ",".join(t.address for t in started.trackers)
+        print(f"trackers: {trackers}")
+        print("\n".join(bundle.describe(started)))
+        counts = f"{len(started.trackers)} tracker(s), {len(started.storages)} storage(s)"
+        print(f"cluster ready: {counts} in {started.directory}")
+        if stop_request is None:
+            print(f"stop it with: trunkstore cluster down --dir {options.dir}")
+            return 0
+        print("press Ctrl-C to stop")
+        sys.stdout.flush()
+        died = bundle.wait_until_stopped(started, stop_request)
+        for record in died:
+            print(f"{record.name} exited unexpectedly; see {record.log}", file=sys.stderr)
+        stopped = bundle.stop(started)
+        print(f"stopped {len(stopped)} server(s)")
+        return 1 if died else 0
+    finally:
+        if stop_request is not None:
+            stop_request.restore()
 
 
 def cluster_down(options: argparse.Namespace) -> int:
@@ -192,8 +201,10 @@ def _pairs(items: list[str]) -> dict[str, str]:
 def upload_file(options: argparse.Namespace) -> int:
     meta = _pairs(options.meta) or None
     bar = ProgressBar("upload")
-    with open_client(options) as client:
-        source: Any = sys.stdin.buffer if options.file == "-" else options.file
+    with open_client(options) as client, _stdin_spooled(options.file == "-") as spooled:
+        # A pipe's size is unknown until it ends, and the upload header must carry the size:
+        # standard input is spooled to a temporary file first (memory stays bounded).
+        source: Any = spooled if spooled is not None else options.file
         ext = options.ext if options.ext is not None else ("" if options.file == "-" else None)
         kwargs: dict[str, Any] = {"group": options.group, "meta": meta, "progress": bar}
         if ext is not None:
@@ -204,6 +215,17 @@ def upload_file(options: argparse.Namespace) -> int:
             bar.finish()
     print(file_id)
     return 0
+
+
+@contextlib.contextmanager
+def _stdin_spooled(wanted: bool) -> Iterator[BinaryIO | None]:
+    if not wanted:
+        yield None
+        return
+    with tempfile.TemporaryFile() as spool:
+        shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+        spool.seek(0)
+        yield spool
 
 
 def download_file(options: argparse.Namespace) -> int:
