@@ -5,6 +5,10 @@ of :mod:`cluster.client.operations`).  Timeouts: one ``asyncio.timeout`` per exc
 back as a streamed upload or download makes progress, so that ``network_timeout`` bounds a stall
 rather than a whole transfer.  Reading a local source file or writing a local destination file is
 done in the loop (page-cache speed), as the blocking client does.
+
+One difference from the blocking client: a storage that refuses an upload before reading its data
+(replying with an error, then closing) resets the connection, and asyncio streams drop the reply
+with it, so the upload fails with ConnectionLost rather than the refusal's own error.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def make_config(
     """A client's config from its constructor's arguments: ``config`` (or the defaults) with the
     trackers and timeouts given explicitly taking precedence."""
     result = config if config is not None else ClientConfig()
-    if trackers is not None:
+    if trackers:  # an empty list leaves the config's trackers
         if isinstance(trackers, (str, Address)) or (
             isinstance(trackers, tuple) and len(trackers) == 2 and isinstance(trackers[1], int)
         ):

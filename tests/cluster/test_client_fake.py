@@ -742,6 +742,46 @@ def test_file_object_is_streamed_not_read_whole(
     assert client.download(file_id) == big
 
 
+class EarlyRefusal:
+    """A storage that answers an upload's header at once with ``status`` and closes, unread data and all."""
+
+    def __init__(self, loops: LoopThread, status: int) -> None:
+        self.status = status
+        self.accepted = 0
+        server = loops.call(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self._server: asyncio.Server = server
+        self.port: int = server.sockets[0].getsockname()[1]
+        self.loops = loops
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        await reader.readexactly(10)
+        writer.write(encode_error(self.status))
+        await writer.drain()
+        writer.close()
+
+    def stop(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+
+        self.loops.call(stop())
+
+
+def test_upload_refused_before_its_data_was_sent(loops: LoopThread, fake: FakeCluster, client: Any) -> None:
+    refusing = EarlyRefusal(loops, errno.ENOSPC)
+    real_storage = fake.storage
+    fake.storage = refusing  # type: ignore[assignment]  # the tracker now names the refusing storage
+    try:
+        with pytest.raises((NoSpace, ConnectionLost)) as caught:
+            client.upload(os.urandom(16 * 1024 * 1024))
+        if not isinstance(client, SyncFacade):  # the blocking client reads the early reply
+            assert isinstance(caught.value, NoSpace)
+        assert refusing.accepted == 1  # an upload whose outcome is unknown is never sent twice
+    finally:
+        fake.storage = real_storage
+        refusing.stop()
+
+
 def test_seekable_stream_size_is_found(client: Any, fake: FakeCluster) -> None:
     stream = io.BytesIO(b"0123456789" * 20_000)
     stream.seek(100)
