@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 
 import pytest
 
@@ -180,58 +181,95 @@ def test_scrub_counts_shared_slots_once(dedup_store):
     assert report.ok and report.files_checked == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="store.py _dedup_alias checks the holder (get) and marks its slot shared (mark_shared) without "
-    "holding anything against a concurrent delete: if the holder is deleted and its slot reused in between, "
-    "the new file's slot is marked shared and the acknowledged alias reads FileNotFound",
-)
+#: How long a thread stopped inside an upload lets the racing thread try to get in before going on.
+GRACE_SECONDS = 0.3
+#: Upper bound for a thread to finish at all (a hang fails the test instead of stalling the run).
+JOIN_SECONDS = 60
+
+
+def race(target: object, method: str, when, racing_work, main_work):
+    """Run ``main_work`` in this thread; when it calls ``target.method`` with arguments for which
+    ``when(*args)`` is true (the first time), start ``racing_work`` in a second thread and let it run
+    for up to ``GRACE_SECONDS`` before the call goes on.  Returns both results.
+
+    The store must keep the racing thread out (it then finishes later) or cope with what it did.
+    """
+    real = getattr(target, method)
+    reached, raced = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def stopping_in_the_middle(*args):
+        if not reached.is_set() and when(*args):
+            reached.set()
+            raced.wait(timeout=GRACE_SECONDS)
+        return real(*args)
+
+    def racer() -> None:
+        try:
+            if reached.wait(timeout=JOIN_SECONDS):
+                outcome["racing"] = racing_work()
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            raced.set()
+
+    thread = threading.Thread(target=racer, name="racer")
+    thread.start()
+    setattr(target, method, stopping_in_the_middle)
+    try:
+        result = main_work()
+    finally:
+        delattr(target, method)
+        was_reached = reached.is_set()
+        reached.set()
+        thread.join(timeout=JOIN_SECONDS)
+    assert was_reached, f"{method} was never called"
+    assert not thread.is_alive(), "the racing thread hangs"
+    assert "error" not in outcome, outcome.get("error")
+    return result, outcome["racing"]
+
+
 def test_alias_racing_a_delete_and_reuse_of_its_slot(dedup_store, check_store):
+    # A second thread deletes the holder and stores other bytes (which would reuse its slot) between
+    # the check of the holder and the marking of its slot as shared.
     data, other = b"x" * 1000, b"y" * 1000
     holder = dedup_store.put(data)
-    real_mark_shared = dedup_store._pool.mark_shared
-    interleaved = {}
 
-    def mark_shared_after_another_thread(trunk_id: int, offset: int) -> None:
-        # What another thread may do between the check and the marking.
+    def delete_and_reuse() -> str:
         dedup_store.delete(holder)
-        interleaved["other"] = dedup_store.put(other)
-        real_mark_shared(trunk_id, offset)
+        return dedup_store.put(other)
 
-    dedup_store._pool.mark_shared = mark_shared_after_another_thread
-    alias = dedup_store.put(data)
-    dedup_store._pool.mark_shared = real_mark_shared
-    assert dedup_store.get(interleaved["other"]) == other
+    alias, other_id = race(
+        dedup_store._pool, "mark_shared", lambda *_: True, delete_and_reuse, lambda: dedup_store.put(data)
+    )
+    assert dedup_store.get(other_id) == other
     try:
         assert dedup_store.get(alias) == data
     except FileNotFound:
         raise AssertionError(f"acknowledged upload {alias} is lost") from None
+    with pytest.raises(FileNotFound):
+        dedup_store.get(holder)
     check_store(dedup_store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="store.py _dedup_alias registers the alias as a holder (add_holder) only after marking the slot "
-    "shared; a delete of the last holder in between sees no other holder and frees the slot, so the "
-    "acknowledged alias reads FileNotFound",
-)
 def test_alias_racing_a_delete_of_the_last_holder(dedup_store, check_store):
+    # A second thread deletes the only holder between the marking of its slot as shared and the
+    # registration of the new alias as a holder.
     data = b"x" * 1000
     holder = dedup_store.put(data)
-    real_add_holder = dedup_store._meta.add_holder
-
-    def add_holder_after_another_thread(digest: bytes, file_id: str) -> None:
-        if file_id != holder:
-            dedup_store.delete(holder)  # what another thread may do just before
-        real_add_holder(digest, file_id)
-
-    dedup_store._meta.add_holder = add_holder_after_another_thread
-    alias = dedup_store.put(data)
-    dedup_store._meta.add_holder = real_add_holder
+    alias, _ = race(
+        dedup_store._meta,
+        "add_holder",
+        lambda _digest, file_id: file_id != holder,
+        lambda: dedup_store.delete(holder),
+        lambda: dedup_store.put(data),
+    )
     try:
         assert dedup_store.get(alias) == data
     except FileNotFound:
         raise AssertionError(f"acknowledged upload {alias} is lost") from None
+    with pytest.raises(FileNotFound):
+        dedup_store.get(holder)
+    dedup_store.delete(alias)
+    assert dedup_store.stats().dedup_holders == 0
     check_store(dedup_store)
