@@ -77,6 +77,10 @@ async def serve(config: StorageConfig) -> int:
     print(f"storage ready on {server.host}:{server.port}", flush=True)
     await stopping.wait()
     log.info("stopping")
-    await server.stop()
+    try:
+        await server.stop()
+    except Exception:
+        log.exception("the store did not close cleanly")
+        return 1
     log.info("stopped")
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -44,6 +45,7 @@ from cluster.protocol import (
     decode_header,
 )
 from trunkstore import Store
+from trunkstore.diskio import write_file_atomic
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +65,49 @@ class Identity:
     store_path_count: int
     subdir_count_per_path: int
     upload_priority: int
-    join_time: int
     up_time: int
     trackers: tuple[Address, ...]
     version: str = VERSION
+
+
+class JoinState:
+    """What a storage remembers of its trackers across restarts (FastDFS's ``.data_init_flag``).
+
+    ``join_time``: when it first started.  ``sync_old_done``: a tracker has let it serve (ONLINE or
+    ACTIVE), so it no longer joins as a new storage needing a copy of its group's files
+    (``init_flag``).  ``status``: the last status a tracker gave it, announced when joining again.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            with open(path, encoding="utf-8") as handle:
+                saved = json.load(handle)
+            self.join_time = int(saved["join_time"])
+            self.sync_old_done = bool(saved.get("sync_old_done", False))
+            self.status = StorageStatus(int(saved.get("status", StorageStatus.INIT)))
+        except (OSError, ValueError, KeyError, TypeError):
+            self.join_time = int(time.time())
+            self.sync_old_done = False
+            self.status = StorageStatus.INIT
+            self._save()
+
+    @property
+    def init_flag(self) -> bool:
+        return not self.sync_old_done
+
+    def record(self, status: StorageStatus) -> None:
+        done = self.sync_old_done or status in (StorageStatus.ONLINE, StorageStatus.ACTIVE)
+        if (status, done) != (self.status, self.sync_old_done):
+            self.status, self.sync_old_done = status, done
+            self._save()
+
+    def _save(self) -> None:
+        record = {"join_time": self.join_time, "sync_old_done": self.sync_old_done, "status": int(self.status)}
+        try:
+            write_file_atomic(self.path, json.dumps(record).encode())
+        except OSError as exc:
+            log.warning("cannot save %s: %s", self.path, exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +173,14 @@ class TrackerReporter:
         self,
         tracker: Address,
         identity: Identity,
+        state: JoinState,
         timing: Timing,
         stats: Callable[[], StorageStats],
         usage: Callable[[], tuple[DiskUsage, ...]],
     ) -> None:
         self.tracker = tracker
         self.identity = identity
+        self.state = state
         self.timing = timing
         self._stats = stats
         self._usage = usage
@@ -198,16 +241,17 @@ class TrackerReporter:
             store_path_count=me.store_path_count,
             subdir_count_per_path=me.subdir_count_per_path,
             upload_priority=me.upload_priority,
-            join_time=me.join_time,
+            join_time=self.state.join_time,
             up_time=me.up_time,
             version=me.version,
-            init_flag=True,
-            status=self.status if self.status != StorageStatus.NONE else StorageStatus.INIT,
+            init_flag=self.state.init_flag,
+            status=self.state.status,
             current_tracker_ip=self.tracker.host,
             trackers=me.trackers,
         )
         reply = StorageJoinReply.decode(await self._call(request))
         self.status = reply.status
+        self.state.record(reply.status)
         self.joined = True
         log.info("tracker %s:%d: joined as %s", self.tracker.host, self.tracker.port, reply.status.name)
 

@@ -17,7 +17,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import ipaddress
-import json
 import logging
 import os
 import socket
@@ -26,12 +25,11 @@ from typing import Any
 
 from cluster.runtime import ConnectionServer
 from trunkstore import Store
-from trunkstore.diskio import write_file_atomic
 
 from .config import StorageConfig
 from .connection import StorageConnection
 from .handlers import StorageService
-from .reporter import Identity, Timing, TrackerReporter, disk_usage, storage_stats
+from .reporter import Identity, JoinState, Timing, TrackerReporter, disk_usage, storage_stats
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +103,6 @@ class StorageServer:
             store_path_count=config.store.store_path_count,
             subdir_count_per_path=config.store.subdir_count_per_path,
             upload_priority=config.upload_priority,
-            join_time=self._join_time(),
             up_time=int(time.time()),
             trackers=config.tracker_servers,
         )
@@ -113,10 +110,12 @@ class StorageServer:
             config.connect_timeout, config.network_timeout, config.heart_beat_interval, config.stat_report_interval
         )
         loop = asyncio.get_running_loop()
+        state = JoinState(os.path.join(config.base_path, STATE_FILE))
         for tracker in config.tracker_servers:
             reporter = TrackerReporter(
                 tracker,
                 identity,
+                state,
                 timing,
                 lambda: storage_stats(store, self.connection_counts()),
                 lambda: disk_usage(store),
@@ -129,18 +128,6 @@ class StorageServer:
         current = len(self.connections.connections)
         self.peak_connections = max(self.peak_connections, current)
         return self.config.max_connections, current, self.peak_connections
-
-    def _join_time(self) -> int:
-        """When this storage first joined a tracker: kept in the base path across restarts."""
-        path = os.path.join(self.config.base_path, STATE_FILE)
-        try:
-            with open(path, encoding="utf-8") as handle:
-                return int(json.load(handle)["join_time"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        join_time = int(time.time())
-        write_file_atomic(path, json.dumps({"join_time": join_time}).encode())
-        return join_time
 
     async def stop(self, grace: float = 10.0) -> None:
         """Finish requests in progress (up to ``grace`` seconds), then close everything."""

@@ -1,0 +1,87 @@
+"""A storage and its trackers: joining, beats with counters, disk reports, trackers down or late."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from conftest import Cluster, storage_is_offered
+from procs import ServerProcess, WireClient, start_storage, start_tracker, wait_for
+from storage_wire import GROUP, download, upload
+
+from cluster.protocol import ListStoragesReply, StatLayout, StorageStat, StorageStatus
+
+LIST_STORAGE = 92
+
+
+def listed(tracker: ServerProcess) -> tuple[StorageStat, ...]:
+    with WireClient(tracker.address) as wire:
+        status, body = wire.call(LIST_STORAGE, GROUP.encode().ljust(16, b"\0"))
+    if status != 0:
+        return ()
+    return ListStoragesReply.decode(body, StatLayout.V6_15).storages
+
+
+def listed_storage(tracker: ServerProcess, storage: ServerProcess) -> StorageStat | None:
+    return next((s for s in listed(tracker) if s.storage_port == storage.port), None)
+
+
+def is_active(tracker: ServerProcess, storage: ServerProcess) -> bool:
+    stat = listed_storage(tracker, storage)
+    return stat is not None and stat.status == StorageStatus.ACTIVE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_storage_joins_and_is_listed_active_with_its_disk(cluster: Cluster) -> None:
+    wait_for(lambda: is_active(cluster.tracker, cluster.storage), message="ACTIVE in LIST_STORAGE")
+    stat = listed_storage(cluster.tracker, cluster.storage)
+    assert stat is not None
+    assert stat.ip == "127.0.0.1" and stat.store_path_count == 1 and stat.subdir_count_per_path == 256
+    wait_for(lambda: (s := listed_storage(cluster.tracker, cluster.storage)) and s.total_mb > 0, message="disk usage")
+
+
+def test_beats_carry_the_upload_counters(cluster: Cluster) -> None:
+    with WireClient(cluster.storage.address) as wire:
+        names = [upload(wire, b"counted %d" % i) for i in range(3)]
+        assert download(wire, names[0]) == (0, b"counted 0")
+
+    def counted() -> bool:
+        stat = listed_storage(cluster.tracker, cluster.storage)
+        return stat is not None and stat.stats.success_upload_count >= 3 and stat.stats.success_download_count >= 1
+
+    wait_for(counted, message="the counters in a beat")
+
+
+def test_storage_started_before_its_tracker_joins_when_it_comes_up(tmp_path: Path) -> None:
+    port = free_port()
+    with start_storage(tmp_path, [f"127.0.0.1:{port}"]) as storage:
+        with WireClient(storage.address) as wire:  # serves clients with no tracker at all
+            name = upload(wire, b"before the tracker")
+        with start_tracker(tmp_path, port=port) as tracker:
+            wait_for(lambda: storage_is_offered(tracker, storage), message="the storage to join late")
+        with WireClient(storage.address) as wire:
+            assert download(wire, name) == (0, b"before the tracker")
+
+
+def test_a_dead_tracker_does_not_block_the_others(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    with start_tracker(tmp_path) as tracker, start_storage(tmp_path, [dead, tracker]) as storage:
+        wait_for(lambda: is_active(tracker, storage), message="ACTIVE on the live tracker")
+        with WireClient(storage.address) as wire:
+            assert upload(wire, b"served").startswith("M00/")
+
+
+def test_storage_rejoins_a_restarted_tracker(tmp_path: Path) -> None:
+    tracker = start_tracker(tmp_path)
+    port, base = tracker.port, tracker.base_path
+    with start_storage(tmp_path, [tracker]) as storage:
+        wait_for(lambda: is_active(tracker, storage), message="ACTIVE")
+        assert tracker.stop() == 0
+        with start_tracker(tmp_path, port=port, base_path=base) as again:
+            wait_for(lambda: is_active(again, storage), message="ACTIVE again after the tracker restarted")
