@@ -114,7 +114,8 @@ class ServerProcess:
         return "".join(self._stdout_lines)
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self._log.closed:  # closed once the process is stopped; the file is still there
+            self._log.flush()
         try:
             return self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
