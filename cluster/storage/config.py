@@ -71,6 +71,7 @@ _STORE_KEYS = STORE_CONF_KEYS | {"store_sync_interval"}
 IGNORED = frozenset(
     {
         "log_level",
+        "client_bind",
         "run_by_group",
         "run_by_user",
         "work_threads",
