@@ -149,7 +149,7 @@ def test_unknown_keys_are_warned_about(tmp_path: Path) -> None:
     ],
 )
 def test_bad_values_are_refused(tmp_path: Path, line: str) -> None:
-    with pytest.raises(ConfigError, match="test.conf"):
+    with pytest.raises(ConfigError, match=r"test\.conf"):
         load(f"base_path = {tmp_path}\n{line}")
 
 
