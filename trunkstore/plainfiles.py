@@ -75,18 +75,6 @@ class SpoolWriter:
             os.unlink(self.path)
 
 
-def spool(tmp_dir: str, chunks: Iterable[bytes | bytearray | memoryview], *, durable: bool) -> Spooled:
-    """Write ``chunks`` to a new temporary file, computing size and crc32 on the way."""
-    writer = SpoolWriter(tmp_dir)
-    try:
-        for chunk in chunks:
-            writer.write(chunk)
-        return writer.finish(durable=durable)
-    except BaseException:
-        writer.discard()
-        raise
-
-
 def publish(spooled: Spooled, final_path: str, *, durable: bool) -> None:
     """Move a spooled file to ``final_path``; raise :class:`FileExists` if that name is taken."""
     try:

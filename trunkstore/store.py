@@ -13,30 +13,25 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from stat import S_ISREG
 from typing import Any, BinaryIO
 
+from trunkstore import appender, dedup, filemeta, plainfiles, reading, upload
 from trunkstore import fileid as fid
-from trunkstore import plainfiles, upload
 from trunkstore.checksum import crc32
 from trunkstore.config import StoreConfig
-from trunkstore.dedup import content_digest
-from trunkstore.diskio import fsync_dir, write_file_atomic
+from trunkstore.diskio import write_file_atomic
 from trunkstore.errors import (
-    CorruptData,
     FileNotFound,
     FormatMismatch,
-    InvalidArgument,
     InvalidFileId,
-    NotAppender,
     StoreClosed,
 )
 from trunkstore.fastpath import make_reader
-from trunkstore.fileid import FileId, FileKind
+from trunkstore.fileid import FileId
 from trunkstore.layout import Layout
 from trunkstore.metadb import MetaDB
 from trunkstore.reports import CheckReport, FileStat, ScrubReport, StoreStats
-from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED, slot_size
+from trunkstore.slot import HEADER_SIZE, TYPE_SHARED, slot_size
 from trunkstore.space import SpaceGuard
 from trunkstore.stats import Counters
 from trunkstore.trunkpool import TrunkPool
@@ -184,7 +179,7 @@ class Store:
         crc = crc32(data)
         if self.config.dedup:
             with self._dedup_lock:
-                return self._put_deduplicated(data, size, crc, ext, store_path)
+                return dedup.put_deduplicated(self, data, size, crc, ext, store_path)
         if size + HEADER_SIZE <= self._slot_max:
             file_id, ticket = self._write_trunk(data, size, crc, ext, store_path)
             self._pool.wait(ticket)
@@ -211,14 +206,7 @@ class Store:
         return container.id_prefix + name, ticket
 
     def _put_plain_bytes(self, data: bytes | bytearray | memoryview, ext: str) -> str:
-        return self._upload_all(upload.open_upload(self, len(data), ext, counted=False, dedup=False), [data])
-
-    @staticmethod
-    def _upload_all(new: Upload, chunks: Iterable[bytes | bytearray | memoryview]) -> str:
-        with new:
-            for chunk in chunks:
-                new.write(chunk)
-            return new.commit()
+        return upload.upload_all(upload.open_upload(self, len(data), ext, counted=False, dedup=False), [data])
 
     def open_upload(self, size: int, ext: str = "", *, appender: bool = False) -> Upload:
         """Start a streaming upload of ``size`` bytes: :meth:`Upload.write` them, then :meth:`Upload.commit`.
@@ -247,25 +235,8 @@ class Store:
         self._check_ext(ext)
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as handle:
-                return self.put_file(handle, ext)
-        size = _remaining_size(source)
-        if size is not None:
-            return self._upload_all(self.open_upload(size, ext), plainfiles.read_chunks(source, size))
-        # Length unknown (a pipe, a socket, a stream object): read up to one trunk slot's worth; a file
-        # that fits goes into a trunk from memory, a larger one is streamed to a plain file.
-        limit = self._slot_max - HEADER_SIZE
-        head = _read_up_to(source, limit + 1) if limit >= 0 else b""
-        if limit >= 0 and len(head) <= limit:
-            return self.put(head, ext)
-        self.counters.upload_total += 1
-        new = upload.open_upload(self, upload.UNKNOWN_SIZE, ext)
-        try:
-            new.write(head)
-        except BaseException:
-            new.abort()
-            raise
-        del head  # not held while the rest streams
-        return self._upload_all(new, plainfiles.read_chunks(source))
+                return upload.put_stream(self, handle, ext)
+        return upload.put_stream(self, source, ext)
 
     def put_many(self, items: Iterable[bytes | tuple[bytes, str]]) -> list[str]:
         """Store several files; the small ones share one durable commit.  Returns their IDs in order."""
@@ -303,152 +274,22 @@ class Store:
         return data
 
     def _get_slow(self, file_id: str, offset: int, length: int | None) -> bytes:
-        self._live()
-        if offset < 0 or (length is not None and length < 0):
-            raise InvalidArgument("offset and length must not be negative")
-        parsed = self._parse(file_id)
-        if parsed.trunk is not None:
-            size = self._check_slot(parsed)
-            start = min(offset, size)
-            end = size if length is None else min(size, start + length)
-            data = self._pool.read(parsed.trunk.trunk_id, parsed.trunk.offset + HEADER_SIZE, size)
-            if self.config.verify_crc_on_read and crc32(data) != parsed.crc32:
-                raise CorruptData(f"{file_id}: stored bytes fail their crc32 check")
-            return data[start:end]
-        path = self.layout.file_path(parsed)
-        fd = plainfiles.open_existing(path)
-        try:
-            size = os.fstat(fd).st_size
-            start = min(offset, size)
-            end = size if length is None else min(size, start + length)
-            data = os.pread(fd, end - start, start)
-        finally:
-            os.close(fd)
-        if (
-            self.config.verify_crc_on_read
-            and start == 0
-            and end == size
-            and parsed.kind == FileKind.NORMAL
-            and size == parsed.declared_size
-            and crc32(data) != parsed.crc32
-        ):
-            raise CorruptData(f"{file_id}: stored bytes fail their crc32 check")
-        return data
-
-    def _check_slot(self, parsed: FileId) -> int:
-        """Verify that the slot named by a trunk ID holds that file; returns the file's size."""
-        trunk = parsed.trunk
-        assert trunk is not None
-        expected = expected_header(parsed)
-        self._check_container_dir(parsed)
-        try:
-            on_disk = self._pool.slot_header(trunk.trunk_id, trunk.offset)
-        except FileNotFound:
-            raise FileNotFound(f"no file {parsed}") from None
-        if on_disk == expected:
-            return parsed.declared_size
-        if on_disk[:1] == TYPE_SHARED and self._shared_slot_matches(parsed, on_disk):
-            return parsed.declared_size
-        raise FileNotFound(f"no file {parsed}")
-
-    def _check_container_dir(self, parsed: FileId) -> None:
-        """A trunk ID must name the directory its container is in, as FastDFS paths do."""
-        trunk = parsed.trunk
-        assert trunk is not None
-        container = self._pool.containers.get(trunk.trunk_id)
-        if container is None or (container.store_path, container.sub_high, container.sub_low) != (
-            parsed.store_path,
-            parsed.sub_high,
-            parsed.sub_low,
-        ):
-            raise FileNotFound(f"no file {parsed}")
-
-    def _shared_slot_matches(self, parsed: FileId, on_disk: bytes) -> bool:
-        """A slot shared by dedup: the ID must be a registered holder of content of its size and crc."""
-        trunk = parsed.trunk
-        assert trunk is not None
-        _kind, alloc, size, crc, _mtime, _ext7 = HEADER.unpack(on_disk)
-        return (
-            alloc == trunk.alloc_size
-            and size == parsed.declared_size
-            and crc == parsed.crc32
-            and self._meta.is_holder(str(parsed))
-        )
+        return reading.read(self, file_id, offset, length)
 
     def read_into(self, file_id: str, out: BinaryIO, offset: int = 0, length: int | None = None) -> int:
         """Stream the file's bytes (a range of them) into ``out``; returns how many were written."""
-        self._live()
-        if offset < 0 or (length is not None and length < 0):
-            raise InvalidArgument("offset and length must not be negative")
-        parsed = self._parse(file_id)
-        if parsed.trunk is not None:
-            data = self.get(file_id, offset, length)
-            out.write(data)
-            return len(data)
-        self.counters.download_total += 1
-        fd = plainfiles.open_existing(self.layout.file_path(parsed))
-        written = 0
-        try:
-            size = os.fstat(fd).st_size
-            position = min(max(offset, 0), size)
-            end = size if length is None else min(size, position + length)
-            while position < end:
-                chunk = os.pread(fd, min(plainfiles.CHUNK, end - position), position)
-                if not chunk:
-                    break
-                out.write(chunk)
-                position += len(chunk)
-                written += len(chunk)
-        finally:
-            os.close(fd)
-        self.counters.download_ok += 1
-        self.counters.download_bytes += written
-        return written
+        return reading.read_into(self, file_id, out, offset, length)
 
     def locate(self, file_id: str) -> tuple[str, int, int]:
         """``(path, offset, size)`` of the file's bytes on disk, for zero-copy sending (``sendfile``).
 
         The range is checked now; a server sends it at once, so a later delete cannot be observed.
         """
-        self._live()
-        parsed = self._parse(file_id)
-        if parsed.trunk is not None:
-            size = self._check_slot(parsed)
-            container = self._pool.containers[parsed.trunk.trunk_id]
-            return container.path, parsed.trunk.offset + HEADER_SIZE, size
-        path = self.layout.file_path(parsed)
-        try:
-            return path, 0, os.stat(path).st_size
-        except FileNotFoundError:
-            raise FileNotFound(f"no file {file_id}") from None
+        return reading.locate(self, file_id)
 
     def stat(self, file_id: str) -> FileStat:
         """Size, crc32, creation time, kind and source of a live file."""
-        self._live()
-        parsed = self._parse(file_id)
-        kind = parsed.kind
-        if parsed.trunk is not None:
-            size = self._check_slot(parsed)
-            crc = parsed.crc32
-        else:
-            path = self.layout.file_path(parsed)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                raise FileNotFound(f"no file {file_id}") from None
-            size = st.st_size
-            crc = parsed.crc32
-            if kind == FileKind.NORMAL and st.st_nlink > 1 and self._meta.is_holder(file_id):
-                kind = FileKind.LINK
-        return FileStat(
-            file_id=str(parsed),
-            size=size,
-            crc32=crc,
-            create_time=parsed.timestamp,
-            kind=kind,
-            source_ip=fid.source_to_ip(parsed.source),
-            source=parsed.source,
-        )
+        return reading.stat(self, file_id)
 
     def exists(self, file_id: str) -> bool:
         try:
@@ -487,14 +328,14 @@ class Store:
     def _delete_trunk(self, parsed: FileId) -> None:
         trunk = parsed.trunk
         assert trunk is not None
-        expected = expected_header(parsed)
-        self._check_container_dir(parsed)
+        expected = reading.expected_header(parsed)
+        reading.check_container_dir(self, parsed)
         try:
             ticket = self._pool.free(trunk.trunk_id, trunk.offset, trunk.alloc_size, expected)
         except FileNotFound:
             # Not this file's own slot: it may be one holder of a slot shared by dedup.
             on_disk = self._pool.slot_header(trunk.trunk_id, trunk.offset)
-            if on_disk[:1] != TYPE_SHARED or not self._shared_slot_matches(parsed, on_disk):
+            if on_disk[:1] != TYPE_SHARED or not reading.shared_slot_matches(self, parsed, on_disk):
                 raise FileNotFound(f"no file {parsed}") from None
             if self._meta.drop_holder(str(parsed)) != 0:
                 return
@@ -503,156 +344,47 @@ class Store:
             self._meta.drop_holder(str(parsed))
         self._pool.wait(ticket)
 
-    # ---- dedup ------------------------------------------------------------------------------------
-    def _put_deduplicated(
-        self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str, store_path: int
-    ) -> str:
-        alias = self._dedup_alias(data, size, crc, ext)
-        if alias is not None:
-            if store_path >= 0:
-                self._guard.release(store_path, slot_size(size, self._slot_min, self._align))
-            return alias
-        if size + HEADER_SIZE <= self._slot_max:
-            file_id, ticket = self._write_trunk(data, size, crc, ext, store_path)
-            self._pool.wait(ticket)
-        else:
-            file_id = self._put_plain_bytes(data, ext)
-        self._meta.add_holder(content_digest(data), file_id)
-        return file_id
-
-    def _dedup_alias(self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str) -> str | None:
-        """A new ID sharing the bytes of an identical stored file, or ``None`` if there is none."""
-        holder = self._meta.find_content(content_digest(data))
-        if holder is None:
-            return None
-        try:
-            if self.get(holder) != bytes(data):
-                return None
-        except FileNotFound:
-            return None
-        parsed = self._parse(holder)
-        timestamp = int(time.time())
-        tail = fid.make_tail(ext)
-        if parsed.trunk is not None:
-            self._pool.mark_shared(parsed.trunk.trunk_id, parsed.trunk.offset)
-            size_field = fid.make_size_field(size, trunk=True)
-            name = fid.encode_name(self._source, timestamp, size_field, crc, parsed.trunk, tail)
-            alias = self._format(parsed.store_path, parsed.sub_high, parsed.sub_low, name)
-        else:
-            name = fid.encode_name(self._source, timestamp, fid.make_size_field(size), crc, None, tail)
-            high, low = self.layout.next_subdir(parsed.store_path, name)
-            directory = self.layout.ensure_data_dir(parsed.store_path, high, low)
-            os.link(self.layout.file_path(parsed), os.path.join(directory, name))
-            alias = self._format(parsed.store_path, high, low, name)
-        self._meta.add_holder(content_digest(data), alias)
-        return alias
-
     # ---- appender and slave files -----------------------------------------------------------------
     def _file_lock(self, key: str) -> threading.Lock:
         return self._file_locks[hash(key) % len(self._file_locks)]
 
     def put_appender(self, data: bytes = b"", ext: str = "") -> str:
         """Store an appender file: a plain file that can later be appended to, modified and truncated."""
-        return self._upload_all(self.open_upload(len(data), ext, appender=True), [data])
-
-    def _appender_path(self, file_id: str) -> tuple[FileId, str]:
-        parsed = self._parse(file_id)
-        if parsed.trunk is not None:
-            raise FileNotFound(f"{file_id} is a trunk file, not an appender file")
-        path = self.layout.file_path(parsed)
-        if not os.path.exists(path):
-            raise FileNotFound(f"no file {file_id}")
-        if not parsed.is_appender:
-            raise NotAppender(f"{file_id} is not an appender file")
-        return parsed, path
+        return upload.upload_all(self.open_upload(len(data), ext, appender=True), [data])
 
     def append(self, file_id: str, data: bytes) -> int:
         """Append to an appender file; returns its new size."""
-        self._live()
-        self.counters.append_total += 1
-        parsed, path = self._appender_path(file_id)
-        self._guard.admit(parsed.store_path, len(data))
-        with self._file_lock(parsed.remote_filename):
-            size = plainfiles.write_at(path, None, data, durable=self._durable)
-        self.counters.append_ok += 1
-        self.counters.append_bytes += len(data)
-        return size
+        return appender.append(self, file_id, data)
 
     def modify(self, file_id: str, offset: int, data: bytes) -> int:
         """Overwrite an appender file's bytes at ``offset`` (at most its size); returns its new size."""
-        self._live()
-        self.counters.modify_total += 1
-        parsed, path = self._appender_path(file_id)
-        with self._file_lock(parsed.remote_filename):
-            size = os.stat(path).st_size
-            if not 0 <= offset <= size:
-                raise InvalidArgument(f"modify offset {offset} outside the file's {size} bytes")
-            self._guard.admit(parsed.store_path, max(0, offset + len(data) - size))
-            new_size = plainfiles.write_at(path, offset, data, durable=self._durable)
-        self.counters.modify_ok += 1
-        self.counters.modify_bytes += len(data)
-        return new_size
+        return appender.modify(self, file_id, offset, data)
 
     def truncate(self, file_id: str, size: int = 0) -> None:
         """Cut an appender file to ``size`` bytes (at most its current size)."""
-        self._live()
-        self.counters.truncate_total += 1
-        parsed, path = self._appender_path(file_id)
-        with self._file_lock(parsed.remote_filename):
-            current = os.stat(path).st_size
-            if not 0 <= size <= current:
-                raise InvalidArgument(f"truncate size {size} outside 0..{current}")
-            plainfiles.truncate(path, size, durable=self._durable)
-        self.counters.truncate_ok += 1
+        appender.truncate(self, file_id, size)
 
     def regenerate_appender_name(self, file_id: str) -> str:
         """Turn an appender file into a normal file: a new ID with its real size and crc32."""
-        self._live()
-        parsed, path = self._appender_path(file_id)
-        with self._file_lock(parsed.remote_filename):
-            size, crc = plainfiles.crc32_of(path)
-            name = fid.encode_name(
-                self._source, int(time.time()), fid.make_size_field(size), crc, None, fid.make_tail(parsed.ext)
-            )
-            new_path = os.path.join(os.path.dirname(path), name)
-            os.link(path, new_path)
-            os.unlink(path)
-            if self._durable:
-                fsync_dir(os.path.dirname(path))
-        new_id = self._format(parsed.store_path, parsed.sub_high, parsed.sub_low, name)
-        self._meta.rename_meta(parsed.remote_filename, new_id.split("/", 1)[1])
-        return new_id
+        return appender.regenerate_name(self, file_id)
 
     def put_slave(self, master_id: str, prefix: str, data: bytes | BinaryIO, ext: str = "") -> str:
         """Store a slave file named after its master (``<master name><prefix>.<ext>``)."""
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return self._upload_all(self.open_slave_upload(master_id, prefix, len(data), ext), [data])
+            return upload.upload_all(self.open_slave_upload(master_id, prefix, len(data), ext), [data])
         self._live()
         self._check_ext(ext)
         self.counters.upload_total += 1
-        size = _remaining_size(data)
-        new = upload.open_slave_upload(self, master_id, prefix, upload.UNKNOWN_SIZE if size is None else size, ext)
-        return self._upload_all(new, plainfiles.read_chunks(data, size))
+        return upload.put_slave_stream(self, master_id, prefix, data, ext)
 
     # ---- metadata ---------------------------------------------------------------------------------
     def set_meta(self, file_id: str, meta: Mapping[str, str], merge: bool = False) -> None:
         """Replace (or with ``merge``, update) the file's metadata; an empty replace deletes it."""
-        self._live()
-        self.counters.set_meta_total += 1
-        parsed = self._parse(file_id)
-        self.stat(file_id)
-        self._meta.set_meta(parsed.remote_filename, meta, merge=merge)
-        self.counters.set_meta_ok += 1
+        filemeta.set_meta(self, file_id, meta, merge)
 
     def get_meta(self, file_id: str) -> dict[str, str]:
         """The file's metadata (empty if it has none)."""
-        self._live()
-        self.counters.get_meta_total += 1
-        parsed = self._parse(file_id)
-        self.stat(file_id)
-        meta = self._meta.get_meta(parsed.remote_filename) or {}
-        self.counters.get_meta_ok += 1
-        return meta
+        return filemeta.get_meta(self, file_id)
 
     # ---- inspection -------------------------------------------------------------------------------
     def check(self, fix: bool = False) -> CheckReport:
@@ -684,35 +416,3 @@ class Store:
             disk_total_bytes=sum(t for t, _ in totals),
             disk_free_bytes=sum(f for _, f in totals),
         )
-
-
-def _remaining_size(source: BinaryIO) -> int | None:
-    """Bytes left in a regular file from its current position; ``None`` when that cannot be known."""
-    try:
-        st = os.fstat(source.fileno())
-        position = source.tell()
-    except (AttributeError, OSError, ValueError):
-        return None
-    if not S_ISREG(st.st_mode) or position < 0 or position > st.st_size:
-        return None
-    return st.st_size - position
-
-
-def _read_up_to(source: BinaryIO, count: int) -> bytes:
-    """Read ``count`` bytes, or fewer only at end of file (``read`` may return less at a time)."""
-    parts = []
-    remaining = count
-    while remaining > 0:
-        chunk = source.read(remaining)
-        if not chunk:
-            break
-        parts.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(parts)
-
-
-def expected_header(parsed: FileId) -> bytes:
-    """The slot header a trunk file's ID implies."""
-    trunk = parsed.trunk
-    assert trunk is not None
-    return HEADER.pack(TYPE_FILE, trunk.alloc_size, parsed.declared_size, parsed.crc32, parsed.timestamp, parsed.ext7)

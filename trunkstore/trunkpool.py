@@ -20,7 +20,6 @@ synced never or in the background.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import errno
 import os
@@ -29,14 +28,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from trunkstore import diskio, journal
+from trunkstore import diskio, journal, recovery
 from trunkstore.config import StoreConfig
 from trunkstore.errors import CorruptData, FileNotFound, StoreClosed, StoreFull
 from trunkstore.fastpath import SlotMap
 from trunkstore.freespace import Extent, FreeSpace, FreeSpaceError
 from trunkstore.groupcommit import GroupCommit
-from trunkstore.journal import ContainerState, Journal, Snapshot
+from trunkstore.journal import Journal
 from trunkstore.layout import Layout
+from trunkstore.recovery import unlink_quietly as _unlink_quietly
 from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
 from trunkstore.trunk import TrunkContainer
 
@@ -92,94 +92,10 @@ class TrunkPool:
         self._closed = False
         self._syncer: threading.Thread | None = None
         self._stop_syncer = threading.Event()
-        self.replayed_records = 0
-        self._recover()
+        self.replayed_records = recovery.recover(self)
         if self._mode == "interval":
             self._syncer = threading.Thread(target=self._sync_loop, name="trunkstore-sync", daemon=True)
             self._syncer.start()
-
-    # ---- recovery ---------------------------------------------------------------------------------
-    def _recover(self) -> None:
-        snapshot, records = self._journal.load()
-        if snapshot is not None:
-            self._next_trunk_id = max(self._next_trunk_id, snapshot.next_trunk_id)
-            for state in snapshot.containers:
-                self._adopt(state.trunk_id, state.store_path, state.sub_high, state.sub_low, state.capacity)
-                space = self._spaces[state.store_path]
-                space.add_container(state.trunk_id, state.capacity, free=False)
-                for offset, size in state.free:
-                    space.free(state.trunk_id, offset, size)
-        count = 0
-        freed: list[tuple[int, int, int]] = []
-        for record in records:
-            count += 1
-            self._apply(record)
-            if record.kind == journal.FREE:
-                freed.append((record.trunk_id, record.offset, record.size))
-        self._clear_freed_after_replay(freed)
-        self.replayed_records = count
-        if count:
-            # Fold what was replayed into a snapshot so that the next open starts from here.
-            with self._lock:
-                self._take_snapshot()
-
-    def _clear_freed_after_replay(self, freed: list[tuple[int, int, int]]) -> None:
-        """Zero what replayed ``F`` records freed and what is still free once every record is applied.
-
-        The crash may have come between an ``F`` record and the zeroing of its slot; but a later ``A``
-        record may have handed the same bytes to a new, acknowledged file, so only the parts still
-        free at the end of the replay are cleared.
-        """
-        by_container: dict[int, list[tuple[int, int]]] = {}
-        for trunk_id, offset, size in freed:
-            by_container.setdefault(trunk_id, []).append((offset, offset + size))
-        for trunk_id, ranges in by_container.items():
-            container = self.containers.get(trunk_id)
-            if container is None:
-                continue
-            extents = self._spaces[container.store_path].extents(trunk_id)
-            starts = [e.offset for e in extents]
-            for start, end in ranges:
-                index = max(bisect.bisect_right(starts, start) - 1, 0)
-                while index < len(extents) and extents[index].offset < end:
-                    extent = extents[index]
-                    low, high = max(start, extent.offset), min(end, extent.offset + extent.size)
-                    if low < high:
-                        container.clear(low, high - low, extent.offset, extent.offset + extent.size)
-                    index += 1
-
-    def _apply(self, record: journal.Record) -> None:
-        kind, trunk_id = record.kind, record.trunk_id
-        try:
-            if kind == journal.NEW_CONTAINER:
-                if record.store_path >= len(self._spaces):
-                    raise CorruptData(f"journal names store path {record.store_path}, which is not configured")
-                self._adopt(trunk_id, record.store_path, record.sub_high, record.sub_low, record.size)
-                self._spaces[record.store_path].add_container(trunk_id, record.size)
-                self._next_trunk_id = max(self._next_trunk_id, trunk_id + self._config.trunk_id_step)
-            elif kind == journal.ALLOC:
-                self._space_of(trunk_id).reserve(trunk_id, record.offset, record.size)
-            elif kind == journal.FREE:
-                self._space_of(trunk_id).free(trunk_id, record.offset, record.size)
-            elif kind == journal.REMOVE_CONTAINER:
-                container = self._unregister(trunk_id)
-                if container is not None:
-                    self._spaces[container.store_path].remove_container(trunk_id)
-                    container.close()
-                    _unlink_quietly(container.path)
-        except FreeSpaceError as exc:
-            raise CorruptData(f"allocation journal contradicts itself: {exc}") from exc
-
-    def _adopt(self, trunk_id: int, store_path: int, sub_high: int, sub_low: int, capacity: int) -> None:
-        path = self._layout.container_path(store_path, sub_high, sub_low, trunk_id)
-        self._layout.ensure_data_dir(store_path, sub_high, sub_low)
-        try:
-            container = TrunkContainer.open(path, trunk_id, store_path, sub_high, sub_low, capacity)
-        except FileNotFoundError:
-            # Created but lost before its directory entry was synced: nothing acknowledged was in it
-            # (data is synced before the records that publish it), so an empty container replaces it.
-            container = TrunkContainer.create(path, trunk_id, store_path, sub_high, sub_low, capacity)
-        self._register(container)
 
     def set_id_prefix(self, group: str) -> None:
         """Give every container (now and later) the ID prefix of its directory in ``group``."""
@@ -512,21 +428,11 @@ class TrunkPool:
     def _take_snapshot(self) -> None:
         """Write the allocation state as of a new journal generation; the lock is held.
 
-        Everything staged is journaled first, so the snapshot is exactly the journaled state, except
-        for reservations not yet confirmed: they count as free (their records follow in the new
-        generation, or never come).  Containers being removed count as wholly free.
+        Everything staged is journaled first, so the snapshot is exactly the journaled state (see
+        :func:`trunkstore.recovery.snapshot_of`).
         """
         self._drain()
-        containers: list[ContainerState] = []
-        for trunk_id, container in sorted(self.containers.items()):
-            space = self._spaces[container.store_path]
-            extents = [(e.offset, e.size) for e in space.extents(trunk_id)]
-            extents += [(offset, size) for (tid, offset), size in self._unlogged.items() if tid == trunk_id]
-            containers.append(_state(container, _merge(extents)))
-        for container in self._removing.values():
-            containers.append(_state(container, ((0, container.size),)))
-        snapshot = Snapshot(self._journal.gen + 1, self._next_trunk_id, tuple(containers))
-        self._journal.write_snapshot(snapshot)
+        self._journal.write_snapshot(recovery.snapshot_of(self))
         for old in self._retired_old:
             old.close()
         self._retired_old, self._retired = self._retired, []
@@ -652,24 +558,3 @@ class TrunkPool:
                 for container in [*self._retired, *self._retired_old]:
                     container.close()
                 self._journal.close()
-
-
-def _state(container: TrunkContainer, free: tuple[tuple[int, int], ...]) -> ContainerState:
-    return ContainerState(
-        container.trunk_id, container.size, container.store_path, container.sub_high, container.sub_low, free
-    )
-
-
-def _merge(extents: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    merged: list[list[int]] = []
-    for offset, size in sorted(extents):
-        if merged and merged[-1][0] + merged[-1][1] == offset:
-            merged[-1][1] += size
-        else:
-            merged.append([offset, size])
-    return tuple((offset, size) for offset, size in merged)
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -23,12 +23,14 @@ from __future__ import annotations
 import os
 import time
 import weakref
+from collections.abc import Iterable
+from stat import S_ISREG
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from trunkstore import fileid as fid
 from trunkstore import plainfiles
-from trunkstore.dedup import ContentHasher, same_bytes
+from trunkstore.dedup import ContentHasher, plain_holder_path
 from trunkstore.diskio import fsync_dir
 from trunkstore.errors import FileExists, InvalidArgument
 from trunkstore.slot import HEADER_SIZE, slot_size
@@ -209,7 +211,7 @@ class Upload:
             return file_id
         digest = self._hasher.digest()
         with store._dedup_lock:
-            holder_path = _plain_holder_path(store, digest, spooled)
+            holder_path = plain_holder_path(store, digest, spooled)
             if holder_path is None:
                 plainfiles.publish(spooled, path, durable=store._durable)
             else:
@@ -227,23 +229,6 @@ def _give_back(guard: SpaceGuard, store_path: int, admitted: int, writer: plainf
     if writer is not None:
         writer.discard()
     guard.release(store_path, admitted)
-
-
-def _plain_holder_path(store: Store, digest: bytes, spooled: plainfiles.Spooled) -> str | None:
-    """The path of a stored plain file with exactly the spooled bytes, if dedup knows one."""
-    holder = store._meta.find_content(digest)
-    if holder is None:
-        return None
-    parsed = store._parse(holder)
-    if parsed.trunk is not None:
-        return None
-    path = store.layout.file_path(parsed)
-    try:
-        if os.path.getsize(path) == spooled.size and same_bytes(path, 0, spooled.size, spooled.path):
-            return path
-    except FileNotFoundError:
-        pass
-    return None
 
 
 def open_upload(
@@ -280,6 +265,68 @@ def open_slave_upload(store: Store, master_id: str, prefix: str, size: int, ext:
         raise FileExists(f"{name} exists already")
     file_id = store._format(master.store_path, master.sub_high, master.sub_low, name)
     return Upload(store, size, ext, master.store_path, slave=(master_id, path, file_id))
+
+
+def upload_all(upload: Upload, chunks: Iterable[Buffer]) -> str:
+    """Write every chunk and commit; the upload is aborted if anything fails."""
+    with upload:
+        for chunk in chunks:
+            upload.write(chunk)
+        return upload.commit()
+
+
+def put_stream(store: Store, source: BinaryIO, ext: str) -> str:
+    """Store what is left of a binary file object (see :meth:`Store.put_file`); ``ext`` is checked."""
+    size = remaining_size(source)
+    if size is not None:
+        return upload_all(store.open_upload(size, ext), plainfiles.read_chunks(source, size))
+    # Length unknown (a pipe, a socket, a stream object): read up to one trunk slot's worth; a file
+    # that fits goes into a trunk from memory, a larger one is streamed to a plain file.
+    limit = store._slot_max - HEADER_SIZE
+    head = _read_up_to(source, limit + 1) if limit >= 0 else b""
+    if limit >= 0 and len(head) <= limit:
+        return store.put(head, ext)
+    store.counters.upload_total += 1
+    upload = open_upload(store, UNKNOWN_SIZE, ext)
+    try:
+        upload.write(head)
+    except BaseException:
+        upload.abort()
+        raise
+    del head  # not held while the rest streams
+    return upload_all(upload, plainfiles.read_chunks(source))
+
+
+def put_slave_stream(store: Store, master_id: str, prefix: str, source: BinaryIO, ext: str) -> str:
+    """Store what is left of a binary file object as a slave file; ``ext`` is checked, the upload counted."""
+    size = remaining_size(source)
+    upload = open_slave_upload(store, master_id, prefix, UNKNOWN_SIZE if size is None else size, ext)
+    return upload_all(upload, plainfiles.read_chunks(source, size))
+
+
+def remaining_size(source: BinaryIO) -> int | None:
+    """Bytes left in a regular file from its current position; ``None`` when that cannot be known."""
+    try:
+        st = os.fstat(source.fileno())
+        position = source.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not S_ISREG(st.st_mode) or position < 0 or position > st.st_size:
+        return None
+    return st.st_size - position
+
+
+def _read_up_to(source: BinaryIO, count: int) -> bytes:
+    """Read ``count`` bytes, or fewer only at end of file (``read`` may return less at a time)."""
+    parts = []
+    remaining = count
+    while remaining > 0:
+        chunk = source.read(remaining)
+        if not chunk:
+            break
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
 
 
 def check_size(size: object) -> int:
