@@ -1,27 +1,21 @@
-"""The asyncio client: :class:`AsyncClient`, over asyncio streams, for use from one event loop.
+"""The asyncio client: :class:`AsyncClient`, for use from one event loop (uvloop or asyncio).
 
-Same operations, names and behaviour as :class:`~cluster.client.Client` (both drive the generators
-of :mod:`cluster.client.operations`).  Timeouts: one ``asyncio.timeout`` per exchange, pushed
-back as a streamed upload or download makes progress, so that ``network_timeout`` bounds a stall
-rather than a whole transfer.  Reading a local source file or writing a local destination file is
-done in the loop (page-cache speed), as the blocking client does.
-
-One difference from the blocking client: a storage that refuses an upload before reading its data
-(replying with an error, then closing) resets the connection, and asyncio streams drop the reply
-with it, so the upload fails with ConnectionLost rather than the refusal's own error.
+Same operations, names and behaviour as :class:`~cluster.client.Client`: both drive the generators
+of :mod:`cluster.client.operations`; the connections are in :mod:`.async_connection`.  Reading a
+local source file or writing a local destination file is done in the loop (page-cache speed), as
+the blocking client does.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 from cluster.errors import ClusterError
-from cluster.protocol import HEADER_SIZE
 
 from . import operations as ops
+from .async_connection import AsyncConnection
 from .config import ClientConfig, TrackerSpec, make_config
 from .operations import Destination, Operation, Source
 from .pool import ConnectionPool
@@ -31,137 +25,11 @@ from .requests import (
     Progress,
     TrackerRotation,
     advance,
-    check_header,
-    closed_error,
-    connect_error,
-    finish,
-    keeps_connection,
     may_retry,
-    transport_error,
-    write_sink,
 )
 from .results import FileInfo, GroupStat, StorageAddress, StorageStat, StoreTarget
 
 T = TypeVar("T")
-
-#: The stream reader's buffer limit.
-READ_LIMIT = 256 * 1024
-
-
-class AsyncConnection:
-    """One asyncio stream connection to a tracker or storage; one exchange at a time."""
-
-    __slots__ = ("delivered", "idle_since", "key", "reader", "reusable", "sent", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: Key) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.key = key
-        self.idle_since = 0.0
-        self.sent = False
-        self.delivered = 0
-        self.reusable = False
-
-    @classmethod
-    async def connect(cls, key: Key, config: ClientConfig) -> AsyncConnection:
-        try:
-            async with asyncio.timeout(config.connect_timeout):
-                reader, writer = await asyncio.open_connection(key[0], key[1], limit=READ_LIMIT)
-        except OSError as exc:
-            raise connect_error(key, exc, config.connect_timeout) from exc
-        return cls(reader, writer, key)
-
-    def alive(self) -> bool:
-        reader = self.reader
-        return not (reader.at_eof() or reader.exception() is not None or self.writer.is_closing())
-
-    def close(self) -> None:
-        self.writer.close()
-
-    # ---- one exchange ---------------------------------------------------------------------------
-    async def exchange(self, step: Exchange, chunk_size: int, timeout: float) -> Any:
-        self.reusable = False
-        self.sent = False
-        self.delivered = 0
-        try:
-            async with asyncio.timeout(timeout) as deadline:
-                if step.upload is None:
-                    self.writer.write(step.frame)
-                    self.sent = True
-                else:
-                    await self._send_upload(step, chunk_size, deadline, timeout)
-                return await self._receive(step, chunk_size, deadline, timeout)
-        except ClusterError:
-            raise
-        except (OSError, EOFError) as exc:
-            raise transport_error(step, self.key, exc, timeout) from exc
-
-    async def _send_upload(self, step: Exchange, chunk_size: int, deadline: asyncio.Timeout, timeout: float) -> None:
-        source = step.upload
-        assert source is not None
-        progress = step.progress
-        loop = asyncio.get_running_loop()
-        head_len = len(step.frame)
-        sent = 0
-        for piece in source.pieces(step.frame, chunk_size):
-            self.writer.write(piece)
-            self.sent = True
-            await self.writer.drain()
-            deadline.reschedule(loop.time() + timeout)
-            sent += len(piece)
-            if progress is not None and sent > head_len:
-                progress(sent - head_len, source.size)
-
-    async def _receive(self, step: Exchange, chunk_size: int, deadline: asyncio.Timeout, timeout: float) -> Any:
-        reader = self.reader
-        try:
-            header = await reader.readexactly(HEADER_SIZE)
-        except asyncio.IncompleteReadError as exc:
-            raise closed_error(step, self.key, before_reply=not exc.partial) from None
-        pkg_len, status = check_header(step, header)
-        if status == 0 and step.sink is not None:
-            return await self._stream_body(step, step.sink, pkg_len, chunk_size, deadline, timeout)
-        body: bytes | bytearray
-        if pkg_len <= chunk_size:
-            body = await reader.readexactly(pkg_len) if pkg_len else b""
-        else:
-            body = bytearray(pkg_len)
-            view = memoryview(body)
-            done = 0
-            loop = asyncio.get_running_loop()
-            while done < pkg_len:
-                data = await self._read_some(step, min(chunk_size, pkg_len - done))
-                view[done : done + len(data)] = data
-                done += len(data)
-                deadline.reschedule(loop.time() + timeout)
-        if status:
-            self.reusable = keeps_connection(step, status)
-        result = finish(step, status, body)
-        self.reusable = True
-        return result
-
-    async def _read_some(self, step: Exchange, limit: int) -> bytes:
-        data = await self.reader.read(limit)
-        if not data:
-            raise closed_error(step, self.key, before_reply=False)
-        return data
-
-    async def _stream_body(
-        self, step: Exchange, sink: BinaryIO, pkg_len: int, chunk_size: int, deadline: asyncio.Timeout, timeout: float
-    ) -> int:
-        progress = step.progress
-        loop = asyncio.get_running_loop()
-        done = 0
-        while done < pkg_len:
-            data = await self._read_some(step, min(chunk_size, pkg_len - done))
-            write_sink(sink, data)
-            done += len(data)
-            self.delivered = done
-            if progress is not None:
-                progress(done, pkg_len)
-            deadline.reschedule(loop.time() + timeout)
-        self.reusable = True
-        return pkg_len
 
 
 class AsyncClient:

@@ -185,6 +185,14 @@ def test_failover_between_real_trackers_and_v6_10_listing(tmp_path: Path, connec
         assert group.group_name == "group1" and group.storage_port == storage.port
 
 
+def answers_fetch(client: Any, file_id: str) -> bool:
+    try:
+        client.query_fetch(file_id)
+    except NotFound:
+        return False
+    return True
+
+
 def test_storage_restart_behind_pooled_connections(tmp_path: Path, connect: Callable[..., Any]) -> None:
     with start_tracker(tmp_path) as tracker:
         storage: ServerProcess = start_storage(tmp_path, [tracker])
@@ -196,6 +204,7 @@ def test_storage_restart_behind_pooled_connections(tmp_path: Path, connect: Call
             storage.stop()
             storage = start_storage(tmp_path, [tracker], base_path=base, port=port)
             wait_for(lambda: storage_is_offered(tracker, storage), message="the restarted storage")
+            wait_for(lambda: answers_fetch(client, file_id), message="the tracker to route reads again")
             # The pooled connection to the old process is dead: detected, replaced, not an error.
             assert client.download(file_id) == b"survives a restart"
             assert client.upload(b"new") != file_id
