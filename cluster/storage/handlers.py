@@ -18,6 +18,7 @@ offset 0 is not below its size).
 
 from __future__ import annotations
 
+import binascii
 import os
 import zlib
 from collections.abc import Callable
@@ -42,10 +43,15 @@ from cluster.protocol import (
     encode_metadata,
 )
 from cluster.protocol.frames import HEADER
-from trunkstore import FileKind, FileNotFound, Store, parse_file_id
+from trunkstore import FileKind, FileNotFound, Store
 
 #: Downloads up to this size are read into memory and sent with their header in one write.
 SMALL_DOWNLOAD = 64 * 1024
+#: Length of a trunk file's remote name: ``Mxx/HH/HH/`` + 27 + 16 base64 characters + 7 for the extension.
+TRUNK_NAME_LEN = 60
+#: Top byte of a trunk file's size field: the "size is encoded" mark and the trunk flag.
+_TRUNK_MARK = 0x88
+_TO_STD = str.maketrans("-_", "+/")
 #: Chunk for computing a crc32 over a file's contents.
 _CRC_CHUNK = 1 << 20
 
@@ -97,6 +103,7 @@ class StorageService:
         self.group = store.group
         self.prefix = store.group + "/"
         self.durable = durable
+        self._group_field = FileIdReply(self.group, "x").encode_body()[:16]
         self._frames: dict[int, Callable[[int, bytes], Result]] = {
             Command.DOWNLOAD_FILE: self._download,
             Command.DELETE_FILE: self._delete,
@@ -118,6 +125,10 @@ class StorageService:
     def own_file_id(self, filename: str) -> str:
         """The file ID of a request that names no group (append, modify, truncate, regenerate)."""
         return self.prefix + filename
+
+    def file_id_reply(self, file_id: str) -> bytes:
+        """The reply naming a new file: ``group[16]`` and its remote name, without a NUL."""
+        return reply(self._group_field + file_id[len(self.prefix) :].encode("ascii"))
 
     # ---- dispatch ---------------------------------------------------------------------------------
     def serves(self, cmd: int) -> bool:
@@ -141,11 +152,10 @@ class StorageService:
     def _download(self, status: int, body: bytes) -> Result:
         request = DownloadFileRequest.decode(body)
         file_id = self.file_id(request.group, request.filename)
-        parsed = parse_file_id(file_id, self.group)
         offset, length = request.offset, request.length
         store = self.store
-        if parsed.trunk is not None and parsed.declared_size <= SMALL_DOWNLOAD:
-            data = store.get(file_id)  # checks the slot and the crc32
+        if 0 <= trunk_file_size(request.filename) <= SMALL_DOWNLOAD:
+            data = store.get(file_id)  # validates the ID, checks the slot and the crc32
             start, count = _clip(offset, length, len(data))
             return reply(data if count == len(data) else data[start : start + count])
         path, base, size = store.locate(file_id)
@@ -230,12 +240,27 @@ class StorageService:
         check_appender(self.store, file_id)
 
         def work() -> bytes:
-            new_id = self.store.regenerate_appender_name(file_id)
-            group, _, filename = new_id.partition("/")
-            return FileIdReply(group, filename).encode()
+            return self.file_id_reply(self.store.regenerate_appender_name(file_id))
 
         # It reads the whole file for its crc32: never on the event loop.
         return work
+
+
+def trunk_file_size(filename: str) -> int:
+    """The size a trunk file's remote name declares, or -1 if the name is not a trunk file's.
+
+    Decodes only what routing a download needs (the size field, from fixed positions, as the
+    engine's read fast path does); the store validates the whole ID when it reads.
+    """
+    if len(filename) != TRUNK_NAME_LEN:
+        return -1
+    try:
+        info = binascii.a2b_base64(filename[10:37].translate(_TO_STD) + "=")
+    except (binascii.Error, ValueError):
+        return -1
+    if len(info) != 20 or info[8] & _TRUNK_MARK != _TRUNK_MARK:
+        return -1
+    return int.from_bytes(info[12:16], "big")
 
 
 def check_appender(store: Store, file_id: str) -> int:

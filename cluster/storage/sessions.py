@@ -21,7 +21,6 @@ from cluster.errors import InvalidRequest
 from cluster.protocol import (
     STORE_PATH_ANY,
     AppendFileRequest,
-    FileIdReply,
     ModifyFileRequest,
     StreamedRequest,
     UploadAppenderFileRequest,
@@ -103,8 +102,7 @@ class UploadSession(Session):
     def finish(self) -> bytes:
         assert self.upload is not None
         file_id = self.upload.commit()
-        group, _, filename = file_id.partition("/")
-        return FileIdReply(group, filename).encode()
+        return self.service.file_id_reply(file_id)
 
     def abort(self) -> None:
         if self.upload is not None:
