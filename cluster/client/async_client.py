@@ -8,7 +8,7 @@ the blocking client does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -16,14 +16,12 @@ from cluster.errors import ClusterError
 
 from . import operations as ops
 from .async_connection import AsyncConnection
-from .config import ClientConfig, TrackerSpec, make_config
+from .base import ClientBase
 from .operations import Destination, Operation, Source
-from .pool import ConnectionPool
 from .requests import (
     Exchange,
     Key,
     Progress,
-    TrackerRotation,
     advance,
     may_retry,
 )
@@ -32,32 +30,16 @@ from .results import FileInfo, GroupStat, StorageAddress, StorageStat, StoreTarg
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(ClientBase[AsyncConnection]):
     """The asyncio twin of :class:`~cluster.client.Client`: the same methods, as coroutines.
 
     ``async with AsyncClient(["127.0.0.1:22122"]) as client: file_id = await client.upload(b"...")``.
     """
 
-    def __init__(
-        self,
-        trackers: Sequence[TrackerSpec] | None = None,
-        *,
-        config: ClientConfig | None = None,
-        connect_timeout: float | None = None,
-        network_timeout: float | None = None,
-    ) -> None:
-        self.config = make_config(trackers, config, connect_timeout, network_timeout)
-        self._trackers = TrackerRotation([(t.host, t.port) for t in self.config.trackers])
-        self._pool: ConnectionPool[AsyncConnection] = ConnectionPool(
-            self.config.max_idle, self.config.pool_max_idle_time
-        )
-        self._closed = False
-
     # ---- life cycle -----------------------------------------------------------------------------
     async def close(self) -> None:
         """Close the pooled connections; the client cannot be used afterwards."""
-        self._closed = True
-        self._pool.close()
+        self._close_pool()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -67,14 +49,9 @@ class AsyncClient:
     ) -> None:
         await self.close()
 
-    @property
-    def pool(self) -> ConnectionPool[AsyncConnection]:
-        return self._pool
-
     # ---- the driver -----------------------------------------------------------------------------
     async def _run(self, op: Operation[T]) -> T:
-        if self._closed:
-            raise ClusterError("the client is closed")
+        self._check_open()
         step, value = advance(op, None, None)
         while step is not None:
             try:

@@ -6,21 +6,19 @@ client, in :mod:`.operations`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 from cluster.errors import ClusterError
 
 from . import operations as ops
-from .config import ClientConfig, TrackerSpec, make_config
+from .base import ClientBase
 from .operations import Destination, Operation, Source
-from .pool import ConnectionPool
 from .requests import (
     Exchange,
     Key,
     Progress,
-    TrackerRotation,
     advance,
     may_retry,
 )
@@ -30,7 +28,7 @@ from .sync_connection import SyncConnection
 T = TypeVar("T")
 
 
-class Client:
+class Client(ClientBase[SyncConnection]):
     """A blocking trunkstore / FastDFS client.
 
     ``Client(["10.0.0.1:22122", ("10.0.0.2", 22122)])``, or ``Client(config=ClientConfig.from_file(
@@ -38,26 +36,10 @@ class Client:
     are pooled per server.  Every failure raises a :class:`cluster.errors.ClusterError`.
     """
 
-    def __init__(
-        self,
-        trackers: Sequence[TrackerSpec] | None = None,
-        *,
-        config: ClientConfig | None = None,
-        connect_timeout: float | None = None,
-        network_timeout: float | None = None,
-    ) -> None:
-        self.config = make_config(trackers, config, connect_timeout, network_timeout)
-        self._trackers = TrackerRotation([(t.host, t.port) for t in self.config.trackers])
-        self._pool: ConnectionPool[SyncConnection] = ConnectionPool(
-            self.config.max_idle, self.config.pool_max_idle_time
-        )
-        self._closed = False
-
     # ---- life cycle -----------------------------------------------------------------------------
     def close(self) -> None:
         """Close the pooled connections; the client cannot be used afterwards."""
-        self._closed = True
-        self._pool.close()
+        self._close_pool()
 
     def __enter__(self) -> Client:
         return self
@@ -67,14 +49,9 @@ class Client:
     ) -> None:
         self.close()
 
-    @property
-    def pool(self) -> ConnectionPool[SyncConnection]:
-        return self._pool
-
     # ---- the driver -----------------------------------------------------------------------------
     def _run(self, op: Operation[T]) -> T:
-        if self._closed:
-            raise ClusterError("the client is closed")
+        self._check_open()
         step, value = advance(op, None, None)
         while step is not None:
             try:
