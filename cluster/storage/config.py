@@ -203,11 +203,6 @@ class StorageConfig:
         return self.store.group_name
 
     @property
-    def durable(self) -> bool:
-        """Writes are acknowledged only once on disk: they block on fsync, so they run in threads."""
-        return self.store.sync_mode == "always"
-
-    @property
     def listen_host(self) -> str:
         return self.bind_addr or "0.0.0.0"
 

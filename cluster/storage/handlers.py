@@ -94,15 +94,18 @@ Result = bytes | Blocking | Region
 class StorageService:
     """One storage's request handling around its :class:`trunkstore.Store`.
 
-    ``durable``: writes block on fsync (``sync_mode = always``), so they are returned as
-    :data:`Blocking` work for a thread; otherwise they are done at once on the caller's thread.
+    What blocks depends on the store's ``sync_mode``: with ``always``, writes of file data wait for
+    fsync (``durable``); with ``always`` or ``interval``, metadata commits do (``durable_meta``).
+    Such work is returned as :data:`Blocking` for a thread; otherwise it is done at once.
     """
 
-    def __init__(self, store: Store, *, durable: bool) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.group = store.group
         self.prefix = store.group + "/"
-        self.durable = durable
+        mode = store.config.sync_mode
+        self.durable = mode == "always"
+        self.durable_meta = mode != "none"
         self._group_field = FileIdReply(self.group, "x").encode_body()[:16]
         self._frames: dict[int, Callable[[int, bytes], Result]] = {
             Command.DOWNLOAD_FILE: self._download,
@@ -141,8 +144,8 @@ class StorageService:
             raise ProtocolError(f"command {cmd} is not served by a storage")
         return handler(status, body)
 
-    def _maybe_blocking(self, work: Blocking) -> Result:
-        return work if self.durable else work()
+    def _maybe_blocking(self, work: Blocking, blocks: bool) -> Result:
+        return work if blocks else work()
 
     # ---- whole-frame requests ---------------------------------------------------------------------
     def _active_test(self, status: int, body: bytes) -> Result:
@@ -185,7 +188,8 @@ class StorageService:
             self.store.delete(file_id)
             return EMPTY_REPLY
 
-        return self._maybe_blocking(work)
+        # A delete also drops the file's metadata, a SQLite commit.
+        return self._maybe_blocking(work, self.durable_meta)
 
     def _set_metadata(self, status: int, body: bytes) -> Result:
         request = SetMetadataRequest.decode(body)
@@ -197,7 +201,7 @@ class StorageService:
             self.store.set_meta(file_id, meta, merge=merge)
             return EMPTY_REPLY
 
-        return self._maybe_blocking(work)
+        return self._maybe_blocking(work, self.durable_meta)
 
     def _get_metadata(self, status: int, body: bytes) -> Result:
         request = GetMetadataRequest.decode(body)
@@ -232,7 +236,7 @@ class StorageService:
             self.store.truncate(file_id, request.new_size)
             return EMPTY_REPLY
 
-        return self._maybe_blocking(work)
+        return self._maybe_blocking(work, self.durable)
 
     def _regenerate(self, status: int, body: bytes) -> Result:
         request = RegenerateAppenderFilenameRequest.decode(body)

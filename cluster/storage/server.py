@@ -80,7 +80,7 @@ class StorageServer:
             self.storage_ip = local_ip_towards(config)
         store_config = config.store.replace(storage_ip=self.storage_ip)
         self.store = await loop.run_in_executor(self.executor, lambda: Store(config.base_path, store_config))
-        self._service = StorageService(self.store, durable=config.durable)
+        self._service = StorageService(self.store)
         self.port = await self.connections.listen(config.listen_host, config.port)
         log.info(
             "storage of %s on %s:%d, store at %s (sync_mode=%s)",

@@ -79,7 +79,9 @@ class UploadSession(Session):
         self.upload: Upload | None = None
         large = request.file_size > SMALL_UPLOAD or isinstance(request, UploadAppenderFileRequest)
         self.open_threaded = self.write_threaded = large
-        self.finish_threaded = large or service.durable
+        # With dedup a commit also records the content in SQLite.
+        dedup_commit = service.durable_meta and service.store.config.dedup
+        self.finish_threaded = large or service.durable or dedup_commit
         if not isinstance(request, UploadSlaveFileRequest):
             index = request.store_path_index
             if index != STORE_PATH_ANY and index >= service.store.config.store_path_count:

@@ -43,10 +43,11 @@ from cluster.protocol import UploadFileRequest, decode_metadata
 SIZES = {"1B": 1, "4KiB": 4096, "200KB-trunk": 200_000, "3MiB-plain": 3 << 20}
 
 
-@pytest.fixture(scope="module")
-def storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=["none", "always", "interval"])
+def storage(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One storage per sync mode: each runs its writes differently (inline, or in threads)."""
     # Trunk slots up to 2 MB (trunk_file_size 4MB): the 3 MiB file is a plain file.
-    with start_storage(tmp_path_factory.mktemp("storage")) as server:
+    with start_storage(tmp_path_factory.mktemp("storage"), sync_mode=request.param) as server:
         yield server
 
 

@@ -94,7 +94,7 @@ def test_defaults_are_fastdfs_and_durable(tmp_path: Path) -> None:
     assert warnings == []
     assert (config.port, config.network_timeout, config.heart_beat_interval) == (23000, 30.0, 30.0)
     assert (config.stat_report_interval, config.max_connections, config.tracker_servers) == (60.0, 256, ())
-    assert config.store.sync_mode == "always" and config.durable
+    assert config.store.sync_mode == "always"
     assert config.store.store_paths == (str(tmp_path),)  # store_path0 defaults to base_path
     assert config.group_name == "group1" and config.listen_host == "0.0.0.0"
 
