@@ -146,6 +146,8 @@ class FakeServer:
         async def close_all() -> None:
             for writer in self._writers:
                 writer.close()
+            for writer in self._writers:  # until the sockets are closed: the FINs have gone out
+                await writer.wait_closed()
 
         self.loops.call(close_all())
 
@@ -324,6 +326,13 @@ def connect(request: pytest.FixtureRequest, loops: LoopThread) -> Iterator[Calla
 @pytest.fixture
 def client(fake: FakeCluster, connect: Callable[..., Any]) -> Any:
     return connect([fake.tracker.address], network_timeout=5.0)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
 
 
 def closed_port() -> int:
@@ -590,7 +599,7 @@ def test_failover_across_three_trackers(loops: LoopThread, fake: FakeCluster, co
         trackers = [f"127.0.0.1:{closed_port()}", silent.address, fake.tracker.address]
         client = connect(trackers, connect_timeout=2.0, network_timeout=0.5)
         file_id = client.upload(b"failed over")
-        assert len(silent.requests) == 1  # the second tracker was asked, and timed out
+        wait_until(lambda: len(silent.requests) == 1)  # the second tracker was asked, and timed out
         # The third tracker answered: it is asked first from now on.
         assert client.download(file_id) == b"failed over"
         assert len(silent.requests) == 1
