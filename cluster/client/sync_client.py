@@ -140,6 +140,8 @@ class Client(ClientBase[SyncConnection]):
 
         A path's extension defaults to its suffix; a file object's size is found by ``fstat`` or
         seeking, or given as ``size``.  ``progress(sent, total)`` is called as data goes out.
+        ``meta`` is set by a second request to the same storage; if that one fails, its error is
+        raised and the file stays stored without metadata (as with FastDFS's clients).
         """
         return self._run(ops.upload(source, ext, group, meta, progress, size))
 
