@@ -309,10 +309,11 @@ class ConnectionServer:
             self._sweeper = None
         deadline = time.monotonic() + grace
         while True:
+            # A request still arriving (an upload's data) is in progress too: let it complete.
             for connection in list(self.connections):
-                if connection._pending is None:
+                if connection._pending is None and connection.idle:
                     connection.close()
-            busy = [c for c in self.connections if c._pending is not None]
+            busy = [c for c in self.connections if c._pending is not None or not c.idle]
             if not busy or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.02)
