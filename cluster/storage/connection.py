@@ -115,10 +115,19 @@ class StorageConnection(Connection):
         if result.__class__ is bytes:
             self.send(result)
             self.served += 1
-            return None
+            # A client that sends requests without reading the replies must not make them pile up.
+            return self._drained() if self._write_paused else None
         if isinstance(result, Region):
             return self._send_region(result)
         return self._reply_from_thread(result)  # type: ignore[arg-type]
+
+    async def _drained(self) -> None:
+        """Wait for the client to read what was sent; one that stops reading is dropped."""
+        try:
+            await asyncio.wait_for(self.drain(), self.storage.config.network_timeout)
+        except (TimeoutError, ConnectionError):
+            log.info("%s: not reading its replies: closing", self.peer)
+            self.abort()
 
     async def _reply_from_thread(self, work: Callable[[], bytes]) -> None:
         try:
@@ -132,10 +141,10 @@ class StorageConnection(Connection):
     async def _send_region(self, region: Region) -> None:
         try:
             self.send(reply_header(region.count))
-            await send_region(self, region, self.storage.executor)
+            await send_region(self, region, self.storage.executor, self.storage.config.network_timeout)
         except (OSError, ConnectionError) as exc:
             # The header is out: the only way to report a failure now is to close.
-            log.warning("%s: download failed after its header: %s", self.peer, exc)
+            log.warning("%s: download failed after its header: %s", self.peer, exc or type(exc).__name__)
             self.abort()
             return
         finally:

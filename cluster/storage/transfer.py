@@ -29,14 +29,17 @@ class Sink(Protocol):
     async def drain(self) -> None: ...
 
 
-async def send_region(sink: Sink, region: Region, executor: concurrent.futures.Executor) -> None:
-    """Send ``region.count`` bytes of ``region``'s file; OSError if it shrinks or the peer goes away."""
+async def send_region(sink: Sink, region: Region, executor: concurrent.futures.Executor, timeout: float) -> None:
+    """Send ``region.count`` bytes of ``region``'s file.
+
+    OSError if the file shrinks, the peer goes away, or it reads nothing for ``timeout`` seconds.
+    """
     loop = asyncio.get_running_loop()
     transport = sink.transport
     if transport is None or transport.is_closing():
         raise ConnectionResetError("connection closed")
     if isinstance(loop, asyncio.BaseEventLoop):
-        await sink.drain()
+        await asyncio.wait_for(sink.drain(), timeout)
         with os.fdopen(os.dup(region.fd), "rb", buffering=0) as file:
             sent = await loop.sendfile(transport, file, region.offset, region.count)
         if sent != region.count:
@@ -49,4 +52,4 @@ async def send_region(sink: Sink, region: Region, executor: concurrent.futures.E
             raise OSError(f"the file ended {end - position} bytes early")
         sink.send(chunk)
         position += len(chunk)
-        await sink.drain()
+        await asyncio.wait_for(sink.drain(), timeout)

@@ -6,7 +6,9 @@ the store is opened afterwards with :class:`trunkstore.Store` and ``check()`` mu
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import struct
 import threading
@@ -137,6 +139,40 @@ def test_stalled_request_is_closed_after_network_timeout(storage: ServerProcess)
     assert serves(storage)
 
 
+def read_to_eof(sock: socket.socket, cap: int) -> int | None:
+    """Bytes read until the peer closes, or ``None`` if more than ``cap`` arrive first."""
+    total = 0
+    while total <= cap:
+        try:
+            chunk = sock.recv(1 << 20)
+        except ConnectionResetError:
+            return total
+        if not chunk:
+            return total
+        total += len(chunk)
+    return None
+
+
+def test_client_that_does_not_read_its_replies_is_dropped(storage: ServerProcess) -> None:
+    with WireClient(storage.address) as wire:
+        small = upload(wire, b"r" * 60_000)
+        large = upload(wire, b"R" * (6 * MIB))
+    baseline = rss_kib(storage.pid)
+    for name, count in ((small, 3000), (large, 30)):  # 180 MB of replies either way
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+            sock.settimeout(10)
+            sock.connect((storage.host, storage.port))
+            with contextlib.suppress(OSError):  # dropped while still sending: what is wanted
+                sock.sendall(DownloadFileRequest(GROUP, name).encode() * count)
+            # Without reading for longer than network_timeout (1 s) the server gives up on the client;
+            # what it had handed to the kernel still arrives, then the end.
+            time.sleep(3)
+            assert read_to_eof(sock, cap=40 * MIB) is not None
+    assert rss_kib(storage.pid) - baseline < 32 * 1024
+    assert serves(storage)
+
+
 def test_idle_connection_that_has_served_stays_open(storage: ServerProcess) -> None:
     with WireClient(storage.address) as wire:
         assert wire.call(ACTIVE_TEST) == (0, b"")
@@ -230,6 +266,20 @@ def test_sigterm_finishes_a_request_in_progress(tmp_path: Path) -> None:
         status, body = wire.reply()
         assert status == 0
         assert server.stop() == 0
+    with start_storage(tmp_path, base_path=server.base_path) as again, WireClient(again.address) as wire:
+        assert download(wire, body[16:].decode()) == (0, data)
+
+
+def test_sigterm_lets_an_upload_still_arriving_complete(tmp_path: Path) -> None:
+    with start_storage(tmp_path, sync_mode="always") as server, WireClient(server.address) as wire:
+        data = b"w" * (3 * MIB)
+        wire.send(UploadFileRequest(0xFF, len(data), "bin").encode_head() + data[:MIB])
+        os.kill(server.pid, signal.SIGTERM)
+        wait_for(lambda: "stopping" in server.log_text(), message="the server to begin stopping")
+        wire.send(data[MIB:])
+        status, body = wire.reply()
+        assert status == 0
+        assert server.proc.wait(timeout=30) == 0
     with start_storage(tmp_path, base_path=server.base_path) as again, WireClient(again.address) as wire:
         assert download(wire, body[16:].decode()) == (0, data)
 
