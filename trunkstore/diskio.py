@@ -54,13 +54,15 @@ def clear_range(fd: int, offset: int, length: int, free_start: int, free_end: in
     """Make ``[offset, offset+length)`` read as zeros, returning whole pages to the file system.
 
     ``[free_start, free_end)`` is the whole free extent around the range (after merging): every page
-    inside it is punched, so pages that straddled a neighbour freed earlier are returned too.  The
-    bytes of the range outside punched pages are zero-filled.
+    inside it that the range touches is punched, so pages that straddled a neighbour freed earlier are
+    returned too.  Pages inside the extent that the range does not touch lay wholly inside free space
+    already, and were punched then (or never written), so the punch stays as small as the range
+    however large the free run around it.  The bytes of the range outside punched pages are zero-filled.
     """
-    page_start = -(-free_start // PAGE) * PAGE
-    page_end = free_end // PAGE * PAGE
-    punched = page_end > page_start and punch_hole(fd, page_start, page_end - page_start)
     end = offset + length
+    page_start = max(-(-free_start // PAGE), offset // PAGE) * PAGE
+    page_end = min(free_end // PAGE, -(-end // PAGE)) * PAGE
+    punched = page_end > page_start and punch_hole(fd, page_start, page_end - page_start)
     if not punched:
         zero_range(fd, offset, length)
         return

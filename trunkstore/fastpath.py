@@ -21,15 +21,20 @@ import binascii
 import mmap
 import struct
 from collections.abc import Callable
+from typing import TypeAlias
 
 from trunkstore.fileid import _CANONICAL_LAST
+from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE
 
 # '-' and '_' become the standard alphabet; a literal '+' or '/' becomes '!', which the strict decoder
 # refuses, so only the URL-safe spelling is accepted.
 _TO_STD = bytes.maketrans(b"-_+/", b"+/!!")
-_LOCATION = struct.Struct(">II")
+# The 33 bytes of a trunk file's name (info, the pad byte, trunk location): source, mtime, the size
+# field's high and low words, crc32, trunk_id, offset, alloc_size.
+_NAME = struct.Struct(">IIIIIxIII")
+TrunkName: TypeAlias = tuple[int, int, int, int, int, int, int, int]
 _CANONICAL = frozenset(c.encode()[0] for c in _CANONICAL_LAST)
-_FLAGS = 0x88  # top byte of the size field: SIZE_MARK | TRUNK_FLAG
+_FLAGS = 0x88000000  # of the size field's high word: SIZE_MARK | TRUNK_FLAG
 
 
 class SlotMap:
@@ -55,52 +60,71 @@ class SlotMap:
         self.entries.pop(trunk_id, None)
 
 
+def make_decoder(group: str) -> Callable[[str], tuple[bytes, TrunkName] | None]:
+    """A function decoding a trunk file ID of ``group`` from its fixed positions, else ``None``.
+
+    It returns the ID's ASCII bytes and ``(source, mtime, size_high, size, crc32, trunk_id, offset,
+    alloc_size)``, having checked the length, the group, the base64 (strict, URL-safe, canonical) and
+    the trunk flags.  The caller checks the directory part against the container the ID names and the
+    extension part (the last 7 bytes) against the slot header; then every ID it accepts is one the full
+    parser accepts, with the same meaning.
+    """
+    prefix = group + "/"
+    start = len(prefix)
+    id_length = start + 60
+    a2b = binascii.a2b_base64
+    unpack_name = _NAME.unpack
+    canonical = _CANONICAL
+    flags = _FLAGS
+
+    def decode(file_id: str) -> tuple[bytes, TrunkName] | None:
+        if file_id.__class__ is not str or len(file_id) != id_length or not file_id.startswith(prefix):
+            return None
+        raw = file_id.encode("ascii", "replace")
+        try:
+            fields: TrunkName = unpack_name(
+                a2b(
+                    (raw[start + 10 : start + 37] + b"A" + raw[start + 37 : start + 53]).translate(_TO_STD),
+                    strict_mode=True,
+                )
+            )
+        except (binascii.Error, struct.error):  # not base64, or padded to another length
+            return None
+        if fields[2] & flags != flags or raw[start + 36] not in canonical:
+            return None
+        return raw, fields
+
+    return decode
+
+
 def make_reader(group: str, slots: SlotMap, crc32: Callable[[bytes], int] | None) -> Callable[[str], bytes | None]:
     """A function returning a whole trunk file's bytes for a valid ID of ``group``, else ``None``.
 
     With ``crc32``, the bytes are verified against the crc32 in the slot header (and so in the ID).
     """
-    prefix = group + "/"
-    start = len(prefix)
-    id_length = start + 60
+    start = len(group) + 1
+    decode = make_decoder(group)
     entries = slots.entries
-    a2b = binascii.a2b_base64
-    unpack_location = _LOCATION.unpack_from
-    canonical = _CANONICAL
+    unpack_header = HEADER.unpack_from
 
     def read_whole(file_id: str) -> bytes | None:
-        if file_id.__class__ is not str or len(file_id) != id_length or not file_id.startswith(prefix):
+        decoded = decode(file_id)
+        if decoded is None:
             return None
-        raw = file_id.encode("ascii", "replace")
-        try:
-            decoded = a2b(
-                (raw[start + 10 : start + 37] + b"A" + raw[start + 37 : start + 53]).translate(_TO_STD),
-                strict_mode=True,
-            )
-        except binascii.Error:
-            return None
-        # decoded: info[0:20] (source, timestamp, size field, crc32), pad byte, trunk[21:33]
-        if decoded[8] & _FLAGS != _FLAGS or raw[start + 36] not in canonical:
-            return None
-        trunk_id, offset = unpack_location(decoded, 21)
+        raw, (_source, mtime, _high, size, crc, trunk_id, offset, alloc) = decoded
         entry = entries.get(trunk_id)
         # The offset must be where a live slot starts: a header-like run of bytes inside another
         # file's data names nothing.
         if entry is None or raw[start : start + 10] != entry[1] or offset not in entry[2]:
             return None
         mapped = entry[0]
-        size = int.from_bytes(decoded[12:16], "big")
         try:
-            # type, alloc_size, file_size, crc32, mtime, ext7
-            if (
-                mapped[offset : offset + 24]
-                != b"F" + decoded[29:33] + decoded[12:20] + decoded[4:8] + raw[start + 53 :]
-            ):
+            if unpack_header(mapped, offset) != (TYPE_FILE, alloc, size, crc, mtime, raw[start + 53 :]):
                 return None
-            data = mapped[offset + 24 : offset + 24 + size]
-        except ValueError:  # the container was closed meanwhile
+            data = mapped[offset + HEADER_SIZE : offset + HEADER_SIZE + size]
+        except (ValueError, struct.error):  # the container was closed meanwhile
             return None
-        if crc32 is not None and crc32(data) != int.from_bytes(decoded[16:20], "big"):
+        if crc32 is not None and crc32(data) != crc:
             return None
         return data
 

@@ -166,28 +166,24 @@ class FreeSpace:
             # Touches or overlaps the carve: let the trees merge (or refuse) it like any extent.
             self._park_carve(trunk_id)
         index = extents.bisect_right(offset)
-        start, new_size = offset, size
+        left = extents.peekitem(index - 1) if index > 0 else None
+        right = extents.peekitem(index) if index < len(extents) else None
         # Refuse an overlap on either side before changing anything.
-        if index > 0:
-            left_start, left_size = extents.peekitem(index - 1)
-            if left_start + left_size > offset:
-                raise FreeSpaceError(f"range {trunk_id}:{offset}+{size} is already free")
-        if index < len(extents) and extents.peekitem(index)[0] < end:
+        if (left is not None and left[0] + left[1] > offset) or (right is not None and right[0] < end):
             raise FreeSpaceError(f"range {trunk_id}:{offset}+{size} is already free")
-        if index > 0:
-            left_start, left_size = extents.peekitem(index - 1)
-            if left_start + left_size == offset:
-                self._delete(trunk_id, left_start, left_size)
-                start, new_size = left_start, new_size + left_size
-                index -= 1
-        if index < len(extents):
-            right_start, right_size = extents.peekitem(index)
-            if right_start < end:
-                raise FreeSpaceError(f"range {trunk_id}:{offset}+{size} is already free")
-            if right_start == end:
-                self._delete(trunk_id, right_start, right_size)
-                new_size += right_size
-        self._insert(trunk_id, start, new_size)
+        by_size = self._by_size
+        start, new_size = offset, size
+        if left is not None and left[0] + left[1] == offset:
+            # Grows the left neighbour in place: its key in by_offset stays.
+            start, new_size = left[0], left[1] + size
+            by_size.remove((left[1], trunk_id, start))
+        if right is not None and right[0] == end:
+            new_size += right[1]
+            by_size.remove((right[1], trunk_id, end))
+            del extents[end]
+        extents[start] = new_size
+        by_size.add((new_size, trunk_id, start))
+        self._free_bytes += size
         return Extent(trunk_id, start, new_size)
 
     def is_free(self, trunk_id: int, offset: int, size: int = 1) -> bool:

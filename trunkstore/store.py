@@ -26,12 +26,12 @@ from trunkstore.errors import (
     InvalidFileId,
     StoreClosed,
 )
-from trunkstore.fastpath import make_reader
-from trunkstore.fileid import FileId
+from trunkstore.fastpath import make_decoder, make_reader
+from trunkstore.fileid import TAIL_CHARS, FileId
 from trunkstore.layout import Layout
 from trunkstore.metadb import MetaDB
 from trunkstore.reports import CheckReport, FileStat, ScrubReport, StoreStats
-from trunkstore.slot import HEADER_SIZE, TYPE_SHARED, slot_size
+from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED, slot_size
 from trunkstore.space import SpaceGuard
 from trunkstore.stats import Counters
 from trunkstore.trunkpool import TrunkPool
@@ -80,6 +80,8 @@ class Store:
         self.counters = Counters()
         self._pool = TrunkPool(self.layout, config)
         self._pool.set_id_prefix(self.group)
+        self._decode_trunk_id = make_decoder(self.group)
+        self._remote_start = len(self.group) + 1
         self._read_whole = make_reader(self.group, self._pool.slot_map, crc32 if config.verify_crc_on_read else None)
         self._ext_ok: set[str] = {""}
         # Appender operations on one file are serialised; distinct files proceed in parallel.
@@ -302,7 +304,11 @@ class Store:
     def delete(self, file_id: str) -> None:
         """Delete a file and its metadata; its space is reusable once the deletion is durable."""
         self._live()
-        self.counters.delete_total += 1
+        counters = self.counters
+        counters.delete_total += 1
+        if not self.config.dedup and self._delete_own_trunk_slot(file_id):
+            counters.delete_ok += 1
+            return
         parsed = self._parse(file_id)
         if self.config.dedup:
             with self._dedup_lock:
@@ -310,6 +316,31 @@ class Store:
         else:
             self._delete_parsed(parsed, file_id)
         self.counters.delete_ok += 1
+
+    def _delete_own_trunk_slot(self, file_id: str) -> bool:
+        """The hot path: free the slot of a well-formed trunk ID that is exactly its file's own slot.
+
+        Decodes only what freeing needs (see :func:`trunkstore.fastpath.make_decoder`); the directory
+        must be that of the container, and the pool checks the slot start and header under its lock.
+        ``False`` for anything else (not a trunk ID, a shared slot, no such file): the full path then
+        deletes it or reports the precise error.
+        """
+        decoded = self._decode_trunk_id(file_id)
+        if decoded is None:
+            return False
+        raw, (_source, mtime, _high, size, crc, trunk_id, offset, alloc) = decoded
+        container = self._pool.containers.get(trunk_id)
+        if container is None or not file_id.startswith(container.id_prefix):
+            return False
+        expected = HEADER.pack(TYPE_FILE, alloc, size, crc, mtime, raw[-TAIL_CHARS:])
+        try:
+            ticket = self._pool.free(trunk_id, offset, alloc, expected)
+        except FileNotFound:
+            return False
+        self._meta.drop_holder(file_id)
+        self._pool.wait(ticket)
+        self._meta.delete_meta(file_id[self._remote_start :])
+        return True
 
     def _delete_parsed(self, parsed: FileId, file_id: str) -> None:
         key = parsed.remote_filename

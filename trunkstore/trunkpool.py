@@ -282,21 +282,23 @@ class TrunkPool:
         ticket for :meth:`wait`.  Raises :class:`FileNotFound` when the slot does not hold that file.
         """
         with self._lock:
-            self._check_usable()
+            if self._broken is not None or self._closed:
+                self._check_usable()
             container = self.containers.get(trunk_id)
             key = (trunk_id, offset)
             if (
                 container is None
                 or key in self._freeing
                 or key in self._unlogged
-                or self._spaces[container.store_path].is_free(trunk_id, offset, size)
                 or offset + size > container.size
                 or (
-                    expected_header is not None
-                    and (
-                        offset not in self._slot_starts(container)
-                        or container.read(offset, HEADER_SIZE) != expected_header
-                    )
+                    # A live slot starting at offset whose header (its alloc_size included) is the
+                    # expected one: then [offset, offset + size) is exactly that slot, allocated.
+                    self._spaces[container.store_path].is_free(trunk_id, offset, size)
+                    if expected_header is None
+                    else offset not in self._slot_starts(container)
+                    or expected_header[1:5] != size.to_bytes(4, "big")
+                    or container.read(offset, HEADER_SIZE) != expected_header
                 )
             ):
                 raise FileNotFound(f"no file at trunk {trunk_id} offset {offset}")

@@ -152,3 +152,21 @@ def test_fsync_dir(tmp_path: object) -> None:
 def test_disk_space(tmp_path: object) -> None:
     total, available = diskio.disk_space(str(tmp_path))
     assert 0 <= available <= total and total > 0
+
+
+def test_clear_range_punches_only_pages_the_range_touches(container: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pages of the free run that the range does not touch were wholly free before: punched already.
+    fd = container
+    punched: list[tuple[int, int]] = []
+    real = diskio.punch_hole
+
+    def spy(fd: int, offset: int, length: int) -> bool:
+        punched.append((offset, length))
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(diskio, "punch_hole", spy)
+    os.pwrite(fd, bytes(SIZE), 0)  # the free run reads as zeros
+    diskio.clear_range(fd, 4 * PAGE + 10, 100, 0, SIZE)
+    diskio.clear_range(fd, 2 * PAGE - 50, PAGE + 100, 0, SIZE)
+    assert punched == [(4 * PAGE, PAGE), (PAGE, 3 * PAGE)]
+    assert content(fd) == bytes(SIZE)
