@@ -23,6 +23,7 @@ import socket
 import time
 from typing import Any
 
+from cluster.protocol import StorageBrief
 from cluster.runtime import ConnectionServer
 from trunkstore import Store
 
@@ -65,6 +66,11 @@ class StorageServer:
     def host(self) -> str:
         """The address clients reach this server at."""
         return self.config.bind_addr if _specific(self.config.bind_addr) else self.storage_ip
+
+    @property
+    def peers(self) -> tuple[StorageBrief, ...]:
+        """The group's members as the trackers last listed them (the longest list heard), for replication."""
+        return max((reporter.peers for reporter in self.reporters), key=len, default=())
 
     def track(self, cleanup: concurrent.futures.Future[Any]) -> None:
         """Remember background clean-up work so that :meth:`stop` waits for it."""

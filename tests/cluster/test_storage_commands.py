@@ -75,6 +75,15 @@ def test_upload_then_download_returns_the_bytes(wire: WireClient, size: int) -> 
     assert download(wire, name) == (0, data)
 
 
+@pytest.mark.parametrize("ext", ["", "jpg", "tar.gz", "jpg.", ".", "abcdef", "a-b_c"])
+@pytest.mark.parametrize("appender", [False, True], ids=["normal", "appender"])
+def test_extensions_with_dots_and_none(wire: WireClient, ext: str, appender: bool) -> None:
+    name = upload(wire, b"extension " + ext.encode(), ext, appender=appender)
+    tail = name[-7:]
+    assert tail.endswith("." + ext) if ext else tail.isdigit()
+    assert download(wire, name) == (0, b"extension " + ext.encode())
+
+
 def test_upload_reply_is_group_and_name_without_nul(wire: WireClient) -> None:
     wire.send(UploadFileRequest(0, 5000, "txt").encode(b"x" * 5000))
     status, body = wire.reply()
