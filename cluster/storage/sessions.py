@@ -6,7 +6,8 @@ the client goes away before the end.  Sessions touch no socket; the connection r
 the event loop or in a thread, as the session's ``*_threaded`` flags say, and stops reading from the
 client while a step runs in a thread, so memory stays bounded whatever the upload's size.
 
-* uploads (normal, appender, slave) stream into a :class:`trunkstore.upload.Upload`: small ones in
+* small uploads (up to :data:`SMALL_UPLOAD`) are gathered and stored with one ``Store.put``;
+* other uploads (normal, appender, slave) stream into a :class:`trunkstore.upload.Upload`: small ones in
   memory (committed into a trunk slot), larger ones into a spool file; an abort leaves nothing.
 * append and modify write at advancing offsets, coalescing small network reads into writes of up
   to :data:`FLUSH_BYTES`; an append cut short is truncated back to the size it had, as if it had
@@ -83,9 +84,7 @@ class UploadSession(Session):
         dedup_commit = service.durable_meta and service.store.config.dedup
         self.finish_threaded = large or service.durable or dedup_commit
         if not isinstance(request, UploadSlaveFileRequest):
-            index = request.store_path_index
-            if index != STORE_PATH_ANY and index >= service.store.config.store_path_count:
-                raise InvalidRequest(f"store_path_index {index} is not a configured store path")
+            _check_store_path(service, request.store_path_index)
 
     def open(self) -> None:
         request = self.request
@@ -109,6 +108,40 @@ class UploadSession(Session):
     def abort(self) -> None:
         if self.upload is not None:
             self.upload.abort()
+
+
+class SmallUploadSession(Session):
+    """UPLOAD_FILE of at most :data:`SMALL_UPLOAD` bytes: gathered in memory, stored in one ``put``.
+
+    The file is small enough to hold, and one call into the store is the cheapest way to a trunk
+    slot (the common case, and the one whose rate matters).
+    """
+
+    def __init__(self, service: StorageService, request: UploadFileRequest) -> None:
+        self.service = service
+        self.ext = request.ext
+        self.parts: list[bytes] = []
+        self.finish_threaded = service.durable or (service.durable_meta and service.store.config.dedup)
+        _check_store_path(service, request.store_path_index)
+
+    def open(self) -> None:
+        pass
+
+    def write(self, chunk: bytes) -> None:
+        self.parts.append(chunk)
+
+    def finish(self) -> bytes:
+        parts = self.parts
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        return self.service.file_id_reply(self.service.store.put(data, self.ext))
+
+    def abort(self) -> None:
+        self.parts = []
+
+
+def _check_store_path(service: StorageService, index: int) -> None:
+    if index != STORE_PATH_ANY and index >= service.store.config.store_path_count:
+        raise InvalidRequest(f"store_path_index {index} is not a configured store path")
 
 
 class _RewriteSession(Session):
@@ -187,6 +220,8 @@ class ModifySession(_RewriteSession):
 
 def open_session(service: StorageService, request: StreamedRequest) -> Session:
     """The session for a streamed request's head; a command a storage does not serve is EINVAL."""
+    if isinstance(request, UploadFileRequest) and request.file_size <= SMALL_UPLOAD:
+        return SmallUploadSession(service, request)
     if isinstance(request, (UploadFileRequest, UploadAppenderFileRequest, UploadSlaveFileRequest)):
         return UploadSession(service, request)
     if isinstance(request, AppendFileRequest):
