@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ TARGET_LABEL = CONFIGURATIONS[0][0]
 def run_configuration(label: str, args: Sequence[str], count: int, repeat: int) -> dict[str, Any]:
     argv = ["--spawn", "-n", str(count), "--repeat", str(repeat), "--phases", "upload,download,delete", *args]
     print(f"== {label}: python -m bench.load {' '.join(argv)}", flush=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    load_before = [round(value, 2) for value in os.getloadavg()]
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "run.json"
         code = main([*argv, "--json", str(out)])
@@ -52,6 +56,10 @@ def run_configuration(label: str, args: Sequence[str], count: int, repeat: int) 
     document["label"] = label
     document["command"] = "python -m bench.load " + " ".join(argv)
     document["exit_code"] = code
+    # Other processes on the machine disturb the figures: the load average around the runs shows how much.
+    document["started"] = started
+    document["loadavg_before"] = load_before
+    document["loadavg_after"] = document["machine"]["loadavg"]
     return document
 
 
@@ -80,7 +88,22 @@ def markdown(measurements: Sequence[dict[str, Any]], host: dict[str, Any]) -> st
     ]
     for measurement in measurements:
         lines = [OpSummary(**line) for line in measurement["results"]]
-        out += [f"## {measurement['label']}", "", f"`{measurement['command']}`", "", format_markdown(lines), ""]
+        when = f"Load average {measurement['machine']['loadavg'][0]} at the end."
+        if "started" in measurement:
+            when = (
+                f"Started {measurement['started']}; load average {measurement['loadavg_before'][0]} before, "
+                f"{measurement['loadavg_after'][0]} after."
+            )
+        out += [
+            f"## {measurement['label']}",
+            "",
+            f"`{measurement['command']}`",
+            "",
+            when,
+            "",
+            format_markdown(lines),
+            "",
+        ]
     return "\n".join(out)
 
 
@@ -90,10 +113,19 @@ def main_suite(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per configuration (default 3)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where cluster.json/.md go")
     parser.add_argument("--only", type=int, nargs="*", help="run only these configurations (0-based)")
+    parser.add_argument(
+        "--merge", action="store_true", help="replace only the configurations run in an existing cluster.json"
+    )
     args = parser.parse_args(argv)
     host = machine()
     chosen = [c for i, c in enumerate(CONFIGURATIONS) if args.only is None or i in args.only]
     measurements = [run_configuration(label, config, args.count, args.repeat) for label, config in chosen]
+    if args.merge and (args.out / "cluster.json").exists():
+        previous = json.loads((args.out / "cluster.json").read_text(encoding="utf-8"))["measurements"]
+        fresh = {m["label"]: m for m in measurements}
+        old = {m["label"]: m for m in previous if m["label"] not in fresh}
+        order = [label for label, _ in CONFIGURATIONS]
+        measurements = sorted([*old.values(), *fresh.values()], key=lambda m: order.index(m["label"]))
     host["loadavg_end"] = machine()["loadavg"]
     args.out.mkdir(parents=True, exist_ok=True)
     document = {"machine": host, "count": args.count, "repeat": args.repeat, "measurements": measurements}
