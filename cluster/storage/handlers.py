@@ -52,6 +52,8 @@ TRUNK_NAME_LEN = 60
 #: Top byte of a trunk file's size field: the "size is encoded" mark and the trunk flag.
 _TRUNK_MARK = 0x88
 _TO_STD = str.maketrans("-_", "+/")
+#: Body length of a DOWNLOAD_FILE request naming a trunk file: offset, length, group, name.
+_WHOLE_TRUNK_DOWNLOAD = 32 + TRUNK_NAME_LEN
 #: Chunk for computing a crc32 over a file's contents.
 _CRC_CHUNK = 1 << 20
 
@@ -107,6 +109,7 @@ class StorageService:
         self.durable = mode == "always"
         self.durable_meta = mode != "none"
         self._group_field = FileIdReply(self.group, "x").encode_body()[:16]
+        self._whole_download_head = bytes(16) + self._group_field  # offset 0, length 0, group
         self._frames: dict[int, Callable[[int, bytes], Result]] = {
             Command.DOWNLOAD_FILE: self._download,
             Command.DELETE_FILE: self._delete,
@@ -153,6 +156,15 @@ class StorageService:
         return EMPTY_REPLY
 
     def _download(self, status: int, body: bytes) -> Result:
+        # The common request, a whole small file of this group, skips building the request message.
+        if len(body) == _WHOLE_TRUNK_DOWNLOAD and body[:32] == self._whole_download_head:
+            try:
+                filename = body[32:].decode("ascii")
+            except UnicodeDecodeError:
+                pass
+            else:
+                if 0 < trunk_file_size(filename) <= SMALL_DOWNLOAD:  # a 0-byte file is EINVAL, below
+                    return reply(self.store.get(self.prefix + filename))
         request = DownloadFileRequest.decode(body)
         file_id = self.file_id(request.group, request.filename)
         offset, length = request.offset, request.length
