@@ -7,8 +7,7 @@ with exponential backoff.  On each connection (FastDFS's ``tracker_report_thread
     STORAGE_JOIN                     who and where this storage is; the reply holds its status
     STORAGE_BEAT                     every heart_beat_interval; with the 348-byte counters block
                                      every stat_report_interval (and right after joining)
-    STORAGE_REPORT_DISK_USAGE        every stat_report_interval: total and free MB per store path,
-                                     free space less the reserved space (uploads never use it)
+    STORAGE_REPORT_DISK_USAGE        every stat_report_interval: total and free MB per store path
 
 The replies to beats and reports may list the group's members (``StorageBrief``); the latest list
 is kept in :attr:`TrackerReporter.peers` for replication.
@@ -119,14 +118,16 @@ class Timing:
 
 
 def disk_usage(store: Store) -> tuple[DiskUsage, ...]:
-    """Total and free MB of each store path; free excludes the reserved space."""
+    """Total and free MB of each store path, as the file system reports them.
+
+    As FastDFS's storage does: the tracker applies its own ``reserved_storage_space`` to these
+    figures when it picks a storage, and the store refuses uploads into its own reserve; taking
+    the reserve off here as well would count it twice.
+    """
     usage = []
     for directory in store.layout.store_dirs:
         st = os.statvfs(directory)
-        total = st.f_blocks * st.f_frsize
-        free = st.f_bavail * st.f_frsize
-        free = max(0, free - store.config.reserved_bytes(total))
-        usage.append(DiskUsage(total // MIB, free // MIB))
+        usage.append(DiskUsage(st.f_blocks * st.f_frsize // MIB, st.f_bavail * st.f_frsize // MIB))
     return tuple(usage)
 
 
@@ -263,8 +264,9 @@ class TrackerReporter:
             now = loop.time()
             if now - last_report >= timing.stat_report_interval:
                 last_report = now
-                await self._changes(BeatRequest(self._stats()))
+                # Space first: the report that makes a tracker offer this storage carries its free space.
                 await self._changes(ReportDiskUsageRequest(self._usage()))
+                await self._changes(BeatRequest(self._stats()))
             else:
                 await self._changes(BeatRequest())
             self.beats += 1
