@@ -29,6 +29,7 @@ from cluster.protocol import (
     UploadSlaveFileRequest,
 )
 from cluster.protocol.codes import FileInfoFlag
+from trunkstore import Store, StoreConfig
 
 GROUP = "group1"
 UPLOAD, DELETE, SET_META, DOWNLOAD, GET_META = 11, 12, 13, 14, 15
@@ -116,6 +117,15 @@ def rss_kib(pid: int) -> int:
     match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.MULTILINE)
     assert match is not None
     return int(match.group(1))
+
+
+def assert_store_clean(base_path: Path) -> None:
+    """Open a stopped storage's store (the test settings: 4 MB trunks) and verify every invariant."""
+    config = StoreConfig(trunk_file_size=4 << 20, slot_max_size=2 << 20, store_paths=(str(base_path),))
+    with Store(base_path, config) as store:
+        report = store.check()
+        assert report.ok, report.problems
+    assert tmp_files(base_path) == []
 
 
 def tmp_files(base_path: Path) -> list[str]:

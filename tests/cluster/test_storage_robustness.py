@@ -24,6 +24,7 @@ from storage_wire import (
     EINVAL,
     GROUP,
     append,
+    assert_store_clean,
     download,
     file_info,
     frame,
@@ -33,7 +34,6 @@ from storage_wire import (
 )
 
 from cluster.protocol import AppendFileRequest, DownloadFileRequest, UploadFileRequest
-from trunkstore import Store, StoreConfig
 
 MIB = 1 << 20
 
@@ -41,11 +41,7 @@ MIB = 1 << 20
 def check_store(server: ServerProcess) -> None:
     """Stop the server and verify every invariant of the store it leaves."""
     assert server.stop() == 0
-    config = StoreConfig(trunk_file_size=4 * MIB, slot_max_size=2 * MIB, store_paths=(str(server.base_path),))
-    with Store(server.base_path, config) as store:
-        report = store.check()
-        assert report.ok, report.problems
-    assert tmp_files(server.base_path) == []
+    assert_store_clean(server.base_path)
 
 
 def serves(server: ServerProcess) -> bool:
