@@ -17,6 +17,7 @@ from typing import Protocol
 from .handlers import Region
 
 CHUNK = 1 << 20
+SENDFILE_PIECE = 16 << 20
 
 
 class Sink(Protocol):
@@ -40,10 +41,15 @@ async def send_region(sink: Sink, region: Region, executor: concurrent.futures.E
         raise ConnectionResetError("connection closed")
     if isinstance(loop, asyncio.BaseEventLoop):
         await asyncio.wait_for(sink.drain(), timeout)
+        # In pieces, each under the timeout: a client that stops reading is dropped, not waited for.
+        position, end = region.offset, region.offset + region.count
         with os.fdopen(os.dup(region.fd), "rb", buffering=0) as file:
-            sent = await loop.sendfile(transport, file, region.offset, region.count)
-        if sent != region.count:
-            raise OSError(f"sent {sent} of {region.count} bytes: the file shrank")
+            while position < end:
+                count = min(SENDFILE_PIECE, end - position)
+                sent = await asyncio.wait_for(loop.sendfile(transport, file, position, count), timeout)
+                if sent != count:
+                    raise OSError(f"sent {sent} of {count} bytes: the file shrank")
+                position += sent
         return
     position, end = region.offset, region.offset + region.count
     while position < end:

@@ -57,8 +57,8 @@ def address(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.parametrize(
     ("size", "offset", "length"),
-    [(3 * MIB, 0, 0), (3 * MIB, 12345, 2 * MIB), (1 * MIB, 100, 0), (3 * MIB, 3 * MIB - 70_000, 0)],
-    ids=["plain-whole", "plain-range", "trunk-tail", "plain-last-70k"],
+    [(3 * MIB, 0, 0), (3 * MIB, 12345, 2 * MIB), (1 * MIB, 100, 0), (3 * MIB, 3 * MIB - 70_000, 0), (40 * MIB, 7, 0)],
+    ids=["plain-whole", "plain-range", "trunk-tail", "plain-last-70k", "several-sendfile-pieces"],
 )
 def test_large_download_regions(address: str, size: int, offset: int, length: int) -> None:
     data = bytes(range(251)) * (size // 251 + 1)
