@@ -30,12 +30,14 @@ from trunkstore.errors import InvalidArgument, InvalidFileId
 
 INFO = struct.Struct(">IIQI")
 TRUNK_INFO = struct.Struct(">III")
-_TRUNK_NAME = struct.Struct(">IIQIxIII")
+# A trunk file's name bytes with the size field as two words (high: flags and random bits; low: size).
+_TRUNK_NAME = struct.Struct(">IIIIIxIII")
 
 SIZE_MARK = 1 << 63
 TRUNK_FLAG = 1 << 59
 APPENDER_FLAG = 1 << 58
 LOW_WORD = 0xFFFFFFFF
+_TRUNK_HIGH_FLAGS = (SIZE_MARK | TRUNK_FLAG) >> 32
 
 INFO_CHARS = 27  # base64 of the 20 info bytes
 TRUNK_CHARS = 16  # base64 of the 12 trunk bytes
@@ -195,17 +197,26 @@ def encode_name(
 
 
 def encode_trunk_name(
-    source: int, timestamp: int, size: int, crc32: int, trunk_id: int, offset: int, alloc_size: int, tail: str
+    source: int,
+    timestamp: int,
+    size: int,
+    crc32: int,
+    trunk_id: int,
+    offset: int,
+    alloc_size: int,
+    tail: str,
+    prefix: str = "",
 ) -> str:
     """The name of a new trunk file: :func:`encode_name` in one base64 call, for the upload hot path.
 
     A zero byte after the 20 info bytes aligns the trunk part on a character boundary: the first 27
-    characters are then exactly the info part's encoding, the 28th is dropped.
+    characters are then exactly the info part's encoding, the 28th is dropped.  ``prefix`` (the
+    ``group/Mxx/HH/HH/`` part) is put in front, giving the whole file ID.
     """
-    size_field = ((_rng.getrandbits(23) | 0x80000000) << 32) | size | TRUNK_FLAG
-    raw = _TRUNK_NAME.pack(source, timestamp, size_field, crc32, trunk_id, offset, alloc_size)
+    high = _rng.getrandbits(23) | _TRUNK_HIGH_FLAGS
+    raw = _TRUNK_NAME.pack(source, timestamp, high, size, crc32, trunk_id, offset, alloc_size)
     text = binascii.b2a_base64(raw, newline=False).translate(_TO_URL).decode("ascii")
-    return text[:INFO_CHARS] + text[INFO_CHARS + 1 :] + tail
+    return f"{prefix}{text[:INFO_CHARS]}{text[INFO_CHARS + 1 :]}{tail}"
 
 
 def format_file_id(group: str, store_path: int, sub_high: int, sub_low: int, name: str) -> str:

@@ -101,25 +101,28 @@ class FreeSpace:
             raise FreeSpaceError(f"allocation size must be positive, not {size}")
         by_size = self._by_size
         carve = self._carve
-        index = by_size.bisect_left((size, -1, -1))
-        if index < len(by_size):
-            best = by_size[index]
-            if carve is None or carve[0] < size or best < carve:
-                free_size, trunk_id, offset = best
-                self._delete(trunk_id, offset, free_size)
-                remainder = free_size - size
-                if remainder < self.min_split:
-                    return Extent(trunk_id, offset, free_size)
-                if carve is None or carve[0] < remainder:
-                    # Cut the following allocations from the larger of the two; the other joins the trees.
-                    if carve is not None:
-                        self._park_carve(carve[1])
-                    self._carve = (remainder, trunk_id, offset + size)
-                    self._free_bytes += remainder
-                else:
-                    self._insert(trunk_id, offset + size, remainder)
-                return Extent(trunk_id, offset, size)
-        elif carve is None or carve[0] < size:
+        # Only when some extent in the trees is large enough (while a container is being filled, the
+        # carve is often the only one).
+        if by_size and by_size[-1][0] >= size:
+            index = by_size.bisect_left((size, -1, -1))
+            if index < len(by_size):
+                best = by_size[index]
+                if carve is None or carve[0] < size or best < carve:
+                    free_size, trunk_id, offset = best
+                    self._delete(trunk_id, offset, free_size)
+                    remainder = free_size - size
+                    if remainder < self.min_split:
+                        return Extent(trunk_id, offset, free_size)
+                    if carve is None or carve[0] < remainder:
+                        # Cut the following allocations from the larger of the two; the other joins the trees.
+                        if carve is not None:
+                            self._park_carve(carve[1])
+                        self._carve = (remainder, trunk_id, offset + size)
+                        self._free_bytes += remainder
+                    else:
+                        self._insert(trunk_id, offset + size, remainder)
+                    return Extent(trunk_id, offset, size)
+        if carve is None or carve[0] < size:
             return None
         free_size, trunk_id, offset = carve
         remainder = free_size - size

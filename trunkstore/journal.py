@@ -209,9 +209,11 @@ class Journal:
 
     # ---- appending --------------------------------------------------------------------------------
     def append(self, payload: bytes) -> None:
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        written = os.write(self.fd, payload)
+        if written < len(payload):
+            view = memoryview(payload)[written:]
+            while view:
+                view = view[os.write(self.fd, view) :]
         self.records_in_gen += len(payload) // RECORD_SIZE
 
     def sync(self) -> None:

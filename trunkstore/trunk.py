@@ -89,12 +89,11 @@ class TrunkContainer:
             view = view[written:]
             offset += written
 
-    def write_parts(self, offset: int, parts: list[bytes | bytearray | memoryview]) -> None:
-        """Write several buffers back to back in one system call when possible."""
-        total = sum(len(part) for part in parts)
-        written = os.pwritev(self.fd, parts, offset)
-        if written < total:
-            self.write(offset + written, b"".join(parts)[written:])
+    def write_slot(self, offset: int, header: bytes, data: bytes | bytearray | memoryview) -> None:
+        """Write a slot's header and data back to back, in one system call when possible."""
+        written = os.pwritev(self.fd, (header, data), offset)
+        if written < HEADER_SIZE + len(data):
+            self.write(offset + written, (header + bytes(data))[written:])
 
     def clear(self, offset: int, length: int, free_start: int, free_end: int) -> None:
         diskio.clear_range(self.fd, offset, length, free_start, free_end)

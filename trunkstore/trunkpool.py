@@ -201,21 +201,29 @@ class TrunkPool:
             if self._broken is not None or self._closed:
                 self._check_usable()
             space = self._spaces[store_path]
-            extent = self._allocate(store_path, alloc)
+            extent = space.allocate(alloc) or self._allocate(store_path, alloc)
             trunk_id, offset, size = extent
             container = self.containers[trunk_id]
             try:
-                container.write_parts(offset, [HEADER.pack(TYPE_FILE, size, file_size, crc, mtime, ext7), data])
+                container.write_slot(offset, HEADER.pack(TYPE_FILE, size, file_size, crc, mtime, ext7), data)
             except OSError as exc:
                 space.free(trunk_id, offset, size)
                 if exc.errno == errno.ENOSPC:
                     raise StoreFull(f"file system full while writing trunk {trunk_id}") from exc
                 raise
-            self._slot_started(trunk_id, offset)
+            starts = self._starts.get(trunk_id)
+            if starts is not None:
+                starts.add(offset)
             self._dirty.add(container)
-            self._log(journal.encode_record(journal.ALLOC, trunk_id, offset, size))
-            if self._mode != "always":
-                self._maybe_snapshot()
+            record = journal.encode_record(journal.ALLOC, trunk_id, offset, size)
+            if self._mode == "always":
+                self._pending += record
+            else:
+                # _log and _maybe_snapshot, spelt out on the upload hot path.
+                log = self._journal
+                log.append(record)
+                if log.records_in_gen >= self._config.snapshot_every:
+                    self._take_snapshot()
                 return container, offset, size, 0
         return container, offset, size, self._commit.ticket()
 
