@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import io
 import os
 import random
 import threading
@@ -417,3 +418,47 @@ def test_large_upload_memory_stays_bounded(store, measure_peak):
     assert peak < 8 * MIB
     st = store.stat(file_id)
     assert (st.size, st.crc32, st.kind) == (total, crcs[0], FileKind.NORMAL)
+
+
+def test_uploads_take_turns_over_store_paths_like_put(open_store, check_store):
+    store = open_store(**SETTINGS, store_path_count=2)
+    paths = []
+    for size in (10, 10, 100_000, 100_000, 10):
+        with store.open_upload(size) as upload:
+            upload.write(b"r" * size)
+            paths.append(parse_file_id(upload.commit()).store_path)
+        paths.append(parse_file_id(store.put(b"p" * size)).store_path)
+    assert paths == [0, 1] * 5
+    check_store(store)
+
+
+def test_deduplicated_small_uploads_give_their_admitted_space_back(fake_disk, open_store, check_store):
+    settings = {**SETTINGS, "dedup": True, "reserved_storage_space": "1G"}
+    store = open_store(**settings)
+    data = blob(9, 30_000)
+    first = store.put(data)
+    store.close()
+    fake_disk.available = {0: (1 << 30) + 50_000}  # room for one slot of 30 kB, not for two
+    store = open_store(**settings)
+    with store.open_upload(len(data)) as upload:  # admits a slot, then turns out to be an alias
+        upload.write(data)
+        alias = upload.commit()
+    assert parse_file_id(alias).trunk == parse_file_id(first).trunk
+    with store.open_upload(30_000) as upload:  # fits only if the alias gave its slot back
+        upload.write(blob(10, 30_000))
+        assert store.get(upload.commit()) == blob(10, 30_000)
+    check_store(store)
+
+
+def test_put_file_of_a_file_that_shrinks_while_read_is_refused(store, tmp_path):
+    path = tmp_path / "shrinking.bin"
+    path.write_bytes(b"s" * 300_000)
+
+    class Shrinking(io.FileIO):
+        def read(self, size: int = -1) -> bytes:
+            os.truncate(path, 100_000)  # another writer cuts the file after its size was taken
+            return super().read(size)
+
+    with Shrinking(path, "rb") as handle, pytest.raises(InvalidArgument):
+        store.put_file(handle)
+    assert tmp_files(store) == []
