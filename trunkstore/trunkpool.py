@@ -124,11 +124,16 @@ class TrunkPool:
         not yet written are stepped over).  A run whose tiling breaks is damaged: the slots after the
         damage are not known, and :meth:`Store.check` reports it.  ``O(slots)`` once per container.
         """
+        starts = self._starts.get(container.trunk_id)
+        if starts is None:
+            starts = self._walk_starts(container)
+            self._know_starts(container, starts)
+        return starts
+
+    def _walk_starts(self, container: TrunkContainer) -> set[int]:
+        """The starts of the slots tiling the allocated runs of ``container``; the lock is held."""
         trunk_id = container.trunk_id
-        starts = self._starts.get(trunk_id)
-        if starts is not None:
-            return starts
-        starts = set()
+        starts: set[int] = set()
         for run in self._spaces[container.store_path].allocated(trunk_id):
             position, end = run.offset, run.offset + run.size
             while position < end:
@@ -138,7 +143,6 @@ class TrunkPool:
                 if reserved is None:
                     break
                 position += reserved
-        self._know_starts(container, starts)
         return starts
 
     def _know_starts(self, container: TrunkContainer, starts: set[int]) -> None:
@@ -507,6 +511,9 @@ class TrunkPool:
                     problems.append(f"container {trunk_id} open but has no free-space entry")
                 if not os.path.exists(container.path):
                     problems.append(f"container {trunk_id} file {container.path} is missing")
+                known = self._starts.get(trunk_id)
+                if known is not None and known != self._walk_starts(container):
+                    problems.append(f"container {trunk_id}: the known slot starts differ from the slot headers")
         return problems
 
     @property

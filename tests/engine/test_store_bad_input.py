@@ -243,6 +243,22 @@ def test_slots_are_learnt_past_a_reservation_not_yet_written(open_store, check_s
     check_store(store)
 
 
+def test_check_compares_the_known_slot_starts_with_the_headers(open_store):
+    store = open_store(**SETTINGS)
+    ids = [store.put(bytes([i]) * 1000) for i in range(3)]
+    trunk = parse_file_id(ids[1]).trunk
+    assert store.check().ok
+    starts = store._pool._starts[trunk.trunk_id]
+    starts.add(trunk.offset + 24)  # as if a slot started inside a file's data
+    problems = store.check().problems
+    assert any("slot starts" in problem for problem in problems), problems
+    starts.discard(trunk.offset + 24)
+    starts.discard(trunk.offset)  # as if a live slot were forgotten
+    assert not store.check().ok
+    starts.add(trunk.offset)
+    assert store.check().ok
+
+
 # ---- extensions, prefixes, metadata -----------------------------------------------------------------
 
 BAD_EXTS = ["toolong7", "a/b", "x y", "é", "a\x00", "/", "\\x", "a*", None, b"txt"]
