@@ -52,6 +52,8 @@ def run_configuration(label: str, args: Sequence[str], count: int, repeat: int) 
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "run.json"
         code = main([*argv, "--json", str(out)])
+        if not out.exists():  # the local cluster did not start
+            raise SystemExit(f"{label}: no results (exit code {code})")
         document: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     document["label"] = label
     document["command"] = "python -m bench.load " + " ".join(argv)
