@@ -173,6 +173,12 @@ class Upload:
         self._buffer = None
         self._cleanup()
 
+    def _spooled_bytes(self) -> bytes:
+        """What the spool file holds so far (for a file found small enough for a slot after all)."""
+        assert self._writer is not None
+        with open(self._writer.path, "rb") as spooled:
+            return spooled.read()
+
     def __enter__(self) -> Upload:
         return self
 
@@ -280,21 +286,27 @@ def put_stream(store: Store, source: BinaryIO, ext: str) -> str:
     size = remaining_size(source)
     if size is not None:
         return upload_all(store.open_upload(size, ext), plainfiles.read_chunks(source, size))
-    # Length unknown (a pipe, a socket, a stream object): read up to one trunk slot's worth; a file
-    # that fits goes into a trunk from memory, a larger one is streamed to a plain file.
+    # Length unknown (a pipe, a socket, a stream object): what ends within the first chunk is stored
+    # from memory; anything longer is spooled as it arrives and read back only if it turns out to fit
+    # a trunk slot after all.  Memory: at most a chunk, or a file small enough for a slot.
     limit = store._slot_max - HEADER_SIZE
-    head = _read_up_to(source, limit + 1) if limit >= 0 else b""
-    if limit >= 0 and len(head) <= limit:
+    wanted = min(limit + 1, plainfiles.CHUNK) if limit >= 0 else 0
+    head = _read_up_to(source, wanted)
+    if len(head) < wanted:  # the stream ended, within a slot's size
         return store.put(head, ext)
     store.counters.upload_total += 1
-    upload = open_upload(store, UNKNOWN_SIZE, ext)
-    try:
+    with open_upload(store, UNKNOWN_SIZE, ext) as upload:
         upload.write(head)
-    except BaseException:
-        upload.abort()
-        raise
-    del head  # not held while the rest streams
-    return upload_all(upload, plainfiles.read_chunks(source))
+        del head  # not held while the rest streams
+        for chunk in plainfiles.read_chunks(source):
+            upload.write(chunk)
+        if upload.written > limit:
+            return upload.commit()
+        data = upload._spooled_bytes()
+    file_id = store._put_bytes(data, ext)  # as put stores it
+    store.counters.upload_ok += 1
+    store.counters.upload_bytes += len(data)
+    return file_id
 
 
 def put_slave_stream(store: Store, master_id: str, prefix: str, source: BinaryIO, ext: str) -> str:

@@ -370,6 +370,32 @@ def test_put_file_of_a_regular_file_streams_with_bounded_memory_default_settings
         assert st.crc32 == zlib.crc32(handle.read())
 
 
+def test_put_file_of_a_stream_of_unknown_length_streams_with_bounded_memory_default_settings(store, measure_peak):
+    # Default settings: a slot holds up to 16 MiB; a stream that goes on past the first chunk is spooled.
+    stream = GeneratedStream(64 * MIB)
+    file_id, peak = measure_peak(lambda: store.put_file(stream, "bin"))
+    assert peak < 8 * MIB
+    st = store.stat(file_id)
+    assert (st.size, st.crc32, st.kind) == (64 * MIB, stream.crc, FileKind.NORMAL)
+
+
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+@pytest.mark.parametrize("around", ["chunk", "slot"])
+def test_put_file_of_a_stream_of_unknown_length_is_stored_by_its_size(open_store, check_store, around, extra):
+    store = open_store(slot_max_size=4 * MIB, trunk_file_size=16 * MIB, sync_mode="none")
+    total = (MIB if around == "chunk" else 4 * MIB - 24) + extra  # 1 MiB: what is read before spooling
+    stream = GeneratedStream(total, max_read=100_000)
+    file_id = store.put_file(stream, "bin")
+    st = store.stat(file_id)
+    assert (st.size, st.crc32) == (total, stream.crc)
+    assert st.kind == (FileKind.TRUNK if total <= 4 * MIB - 24 else FileKind.NORMAL)
+    counters = store.stats().counters
+    assert (counters["upload_total"], counters["upload_ok"], counters["upload_bytes"]) == (1, 1, total)
+    tmp_dir = store.layout.tmp_dir(0)
+    assert not os.path.isdir(tmp_dir) or not os.listdir(tmp_dir)
+    check_store(store)
+
+
 @pytest.mark.parametrize("total", [100_000, 3 * MIB])
 def test_put_file_with_short_reads_stores_everything(open_store, total):
     store = open_store(slot_max_size=256 * 1024, trunk_file_size=4 * MIB, sync_mode="none")
