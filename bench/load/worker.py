@@ -13,10 +13,11 @@ the tracker's can both be read off the same run.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from cluster.protocol import (
@@ -191,8 +192,6 @@ class LoadWorker:
     # ---- phases ------------------------------------------------------------------------------------
     def run_phase(self, phase: str, count: int, record: PhaseRecord) -> None:
         """Run ``phase`` over ``count`` new files (upload) or over this worker's files."""
-        cpu_start = time.process_time_ns()
-        record.start_ns = time.perf_counter_ns()
         if phase == "upload":
             self._upload(count, record)
         elif phase == "download":
@@ -201,8 +200,18 @@ class LoadWorker:
             self._delete(record)
         else:
             raise ValueError(f"unknown phase {phase!r}")
-        record.end_ns = time.perf_counter_ns()
-        record.cpu_ns = time.process_time_ns() - cpu_start
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _timed(record: PhaseRecord) -> Iterator[None]:
+        """The phase's window: its requests, without the preparation before or the checks after."""
+        cpu_start = time.process_time_ns()
+        record.start_ns = time.perf_counter_ns()
+        try:
+            yield
+        finally:
+            record.end_ns = time.perf_counter_ns()
+            record.cpu_ns = time.process_time_ns() - cpu_start
 
     def _upload_frame(self, store_path: int) -> bytearray:
         frame = self._upload_frames.get(store_path)
@@ -212,6 +221,20 @@ class LoadWorker:
         return frame
 
     def _upload(self, count: int, record: PhaseRecord) -> None:
+        upload = record.op("upload")
+        replies: list[tuple[int, bytes]] = []
+        with self._timed(record):
+            self._upload_loop(count, record, replies)
+        # After the timed window: check each reply is a file ID.
+        for number, raw in replies:
+            try:
+                reply = FileIdReply.decode(raw)
+            except ProtocolError as exc:
+                upload.failed(str(exc))
+                continue
+            self.files.append((number, reply.group, reply.filename))
+
+    def _upload_loop(self, count: int, record: PhaseRecord, replies: list[tuple[int, bytes]]) -> None:
         each = self.config.query == "each"
         query = record.op(QUERY_OP["upload"])
         upload = record.op("upload")
@@ -219,7 +242,6 @@ class LoadWorker:
         width = self.number_width
         mask = (1 << (8 * width)) - 1
         head_size = len(self._upload_frame(0)) - self.config.size
-        replies: list[tuple[int, bytes]] = []
         target = None if each else self._query_store(query)
         if target is None and not each:
             for _ in range(count):
@@ -248,14 +270,6 @@ class LoadWorker:
                 continue
             samples.append(perf_counter_ns() - start)
             replies.append((number, body.tobytes()))
-        # Outside the timed loop: check each reply is a file ID.
-        for number, raw in replies:
-            try:
-                reply = FileIdReply.decode(raw)
-            except ProtocolError as exc:
-                upload.failed(str(exc))
-                continue
-            self.files.append((number, reply.group, reply.filename))
 
     def _download(self, record: PhaseRecord) -> None:
         size, width, verify_every = self.config.size, self.number_width, self.config.verify_every
@@ -291,6 +305,16 @@ class LoadWorker:
         check: Callable[[memoryview, int, int], str | None] | None,
     ) -> None:
         """Send each job's frame to the storage its tracker query names (``once``: the first's)."""
+        with self._timed(record):
+            self._each_file_loop(phase, record, jobs, check)
+
+    def _each_file_loop(
+        self,
+        phase: str,
+        record: PhaseRecord,
+        jobs: list[tuple[int, bytes, bytes]],
+        check: Callable[[memoryview, int, int], str | None] | None,
+    ) -> None:
         each = self.config.query == "each"
         query = record.op(QUERY_OP[phase])
         op = record.op(phase)
