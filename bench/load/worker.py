@@ -306,47 +306,38 @@ class LoadWorker:
     ) -> None:
         """Send each job's frame to the storage its tracker query names (``once``: the first's)."""
         with self._timed(record):
-            self._each_file_loop(phase, record, jobs, check)
-
-    def _each_file_loop(
-        self,
-        phase: str,
-        record: PhaseRecord,
-        jobs: list[tuple[int, bytes, bytes]],
-        check: Callable[[memoryview, int, int], str | None] | None,
-    ) -> None:
-        each = self.config.query == "each"
-        query = record.op(QUERY_OP[phase])
-        op = record.op(phase)
-        samples = op.latencies
-        target = None
-        if not each and jobs:
-            target = self._query(jobs[0][1], query, _fetch_target)
-            if target is None:
-                for _ in jobs:
-                    op.failed(f"no storage for the {phase}: the tracker query failed")
-                return
-        perf_counter_ns = time.perf_counter_ns
-        for sequence, (number, query_frame, frame) in enumerate(jobs):
-            if each:
-                target = self._query(query_frame, query, _fetch_target)
+            each = self.config.query == "each"
+            query = record.op(QUERY_OP[phase])
+            op = record.op(phase)
+            samples = op.latencies
+            target = None
+            if not each and jobs:
+                target = self._query(jobs[0][1], query, _fetch_target)
                 if target is None:
-                    continue  # counted as the query's error
-            assert target is not None
-            wire = None
-            start = perf_counter_ns()
-            try:
-                wire = self._storage(target[0])
-                body = wire.call(frame, phase)
-            except (ReplyError, ProtocolError, OSError) as exc:
-                op.failed(str(exc))
-                self._drop(wire)
-                continue
-            samples.append(perf_counter_ns() - start)
-            if check is not None:
-                problem = check(body, sequence, number)
-                if problem is not None:
-                    op.failed(problem)
+                    for _ in jobs:
+                        op.failed(f"no storage for the {phase}: the tracker query failed")
+                    return
+            perf_counter_ns = time.perf_counter_ns
+            for sequence, (number, query_frame, frame) in enumerate(jobs):
+                if each:
+                    target = self._query(query_frame, query, _fetch_target)
+                    if target is None:
+                        continue  # counted as the query's error
+                assert target is not None
+                wire = None
+                start = perf_counter_ns()
+                try:
+                    wire = self._storage(target[0])
+                    body = wire.call(frame, phase)
+                except (ReplyError, ProtocolError, OSError) as exc:
+                    op.failed(str(exc))
+                    self._drop(wire)
+                    continue
+                samples.append(perf_counter_ns() - start)
+                if check is not None:
+                    problem = check(body, sequence, number)
+                    if problem is not None:
+                        op.failed(problem)
 
     def warm_up(self, count: int) -> PhaseRecord:
         """Upload and download ``count`` files, untimed; they are kept out of the measured phases."""
