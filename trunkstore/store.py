@@ -2,7 +2,7 @@
 
 Small files (``size + 24 <= slot_max_size``) are merged into trunk containers; larger files, appender
 files and slave files are plain files in the sub-directory layout.  Every method is safe to call from
-many threads at once.
+many threads at once; an :class:`~trunkstore.upload.Upload` is used by one thread at a time.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class Store:
         """
         size = len(data)
         crc = crc32(data)
-        if self.config.dedup:
+        if self._dedup:
             with self._dedup_lock:
                 return dedup.put_deduplicated(self, data, size, crc, ext, store_path)
         if size + HEADER_SIZE <= self._slot_max:
@@ -261,7 +261,7 @@ class Store:
             for item in items:
                 data, ext = (item, "") if isinstance(item, (bytes, bytearray, memoryview)) else item
                 size = len(data)
-                if self.config.dedup or size + HEADER_SIZE > self._slot_max:
+                if self._dedup or size + HEADER_SIZE > self._slot_max:
                     ids.append(self.put(data, ext))
                     continue
                 self._check_ext(ext)
@@ -318,11 +318,11 @@ class Store:
         self._live()
         counters = self.counters
         counters.delete_total += 1
-        if not self.config.dedup and self._delete_own_trunk_slot(file_id):
+        if not self._dedup and self._delete_own_trunk_slot(file_id):
             counters.delete_ok += 1
             return
         parsed = self._parse(file_id)
-        if self.config.dedup:
+        if self._dedup:
             with self._dedup_lock:
                 self._delete_parsed(parsed, file_id)
         else:
