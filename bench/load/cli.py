@@ -202,7 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"could not start the local cluster: {exc}", file=sys.stderr)
                 return 2
             tracker = parse_address(cluster.tracker_address)
+            server_pids = cluster.pids()
         else:
+            server_pids = ()
             tracker = args.tracker
         tracker_text = f"{tracker[0]}:{tracker[1]}"
         config = LoadConfig(
@@ -216,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warmup=args.warmup,
             timeout=args.timeout,
             verify_every=args.verify_every,
+            server_pids=server_pids,
         )
         try:
             lines, errors, run_messages = run_once(config)

@@ -12,7 +12,8 @@ Per phase, one line per kind of request:
 
 ``client_cpu_us`` on the storage line: the CPU time the load generator itself spent per file in the
 phase (all its processes, queries included).  Compared with the wall time per file it shows how much
-of each round trip is the client's.
+of each round trip is the client's.  ``server_cpu_us`` (with ``--spawn``): the storage's CPU time per
+file on the storage line, the tracker's per query on the query line.
 
 Percentiles are nearest-rank over every successful request's latency.  MB is 10^6 bytes.
 """
@@ -25,7 +26,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 
-from .worker import QUERY_OP, LoadConfig, WorkerResult
+from .worker import QUERY_OP, LoadConfig, PhaseRecord, WorkerResult
 
 STORAGE_OPS = frozenset(QUERY_OP)
 
@@ -45,6 +46,7 @@ class OpSummary:
     p99_ms: float | None
     max_ms: float | None
     client_cpu_us: float | None = None
+    server_cpu_us: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -67,6 +69,13 @@ def _line(phase: str, op: str, latencies: array[int], errors: int, seconds: floa
     return OpSummary(phase, op, files, errors, seconds, rate, mb, None, None, None)
 
 
+def _with_server_cpu(line: OpSummary, records: Sequence[PhaseRecord], role: str) -> OpSummary:
+    used = [record.server_cpu_ns[role] for record in records if role in record.server_cpu_ns]
+    if not used or not line.files:
+        return line
+    return replace(line, server_cpu_us=sum(used) / line.files / 1e3)
+
+
 def summarize(config: LoadConfig, results: Sequence[WorkerResult]) -> list[OpSummary]:
     """Merge the workers' records phase by phase into table lines."""
     lines: list[OpSummary] = []
@@ -86,12 +95,13 @@ def summarize(config: LoadConfig, results: Sequence[WorkerResult]) -> list[OpSum
                 merged[name] = (samples, errors + op.errors)
         query_samples, query_errors = merged.get(query_op, (array("q"), 0))
         storage_samples, storage_errors = merged.get(phase, (array("q"), 0))
-        lines.append(_line(phase, query_op, query_samples, query_errors, max(query_busy), None))
+        query_line = _line(phase, query_op, query_samples, query_errors, max(query_busy), None)
+        lines.append(_with_server_cpu(query_line, records, "tracker"))
         storage_line = _line(phase, phase, storage_samples, storage_errors, storage_busy, config.size)
         if storage_samples:
             cpu_us = sum(r.cpu_ns for r in records) / len(storage_samples) / 1e3
             storage_line = replace(storage_line, client_cpu_us=cpu_us)
-        lines.append(storage_line)
+        lines.append(_with_server_cpu(storage_line, records, "storage"))
         if config.query == "each":
             total = OpSummary(
                 phase,
@@ -145,7 +155,20 @@ def median_lines(runs: Sequence[Sequence[OpSummary]]) -> list[OpSummary]:
     return medians
 
 
-HEADINGS = ("phase", "op", "files", "seconds", "files/s", "MB/s", "p50 ms", "p99 ms", "max ms", "errors", "client µs")
+HEADINGS = (
+    "phase",
+    "op",
+    "files",
+    "seconds",
+    "files/s",
+    "MB/s",
+    "p50 ms",
+    "p99 ms",
+    "max ms",
+    "errors",
+    "client µs",
+    "server µs",
+)
 
 
 def _cells(line: OpSummary) -> tuple[str, ...]:
@@ -164,6 +187,7 @@ def _cells(line: OpSummary) -> tuple[str, ...]:
         ms(line.max_ms),
         f"{line.errors:,}",
         "-" if line.client_cpu_us is None else f"{line.client_cpu_us:.1f}",
+        "-" if line.server_cpu_us is None else f"{line.server_cpu_us:.1f}",
     )
 
 

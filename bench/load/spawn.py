@@ -167,8 +167,9 @@ class LocalCluster:
             time.sleep(0.05)
         raise RuntimeError(f"the tracker never offered the storage ({last}); storage log:\n{storage.log_tail()}")
 
-    def pids(self) -> list[int]:
-        return [server.proc.pid for server in self.servers]
+    def pids(self) -> tuple[tuple[str, int], ...]:
+        """(role, PID) of each running server."""
+        return tuple((server.role, server.proc.pid) for server in self.servers)
 
     def stop(self) -> list[int]:
         """Stop the storage, then the tracker; their exit codes.  The directory is removed."""

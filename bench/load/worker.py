@@ -14,6 +14,7 @@ the tracker's can both be read off the same run.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from array import array
@@ -67,6 +68,9 @@ class LoadConfig:
     #: Compare every n-th download byte for byte (0: never); all are checked by size and number.
     verify_every: int = 16
     ext: str = "bin"
+    #: Server processes on this machine whose CPU time to report per request, by role ("tracker",
+    #: "storage"); ``--spawn`` fills it in.
+    server_pids: tuple[tuple[str, int], ...] = ()
 
     def share(self, index: int) -> int:
         """Files that worker ``index`` handles: ``count`` split as evenly as possible."""
@@ -98,6 +102,8 @@ class PhaseRecord:
     end_ns: int = 0
     #: CPU time this client process used during the phase (user and system).
     cpu_ns: int = 0
+    #: CPU time each server process used during the phase, by role (measured by the first worker).
+    server_cpu_ns: dict[str, int] = field(default_factory=dict)
     ops: dict[str, OpRecord] = field(default_factory=dict)
 
     def op(self, name: str) -> OpRecord:
@@ -201,10 +207,11 @@ class LoadWorker:
         else:
             raise ValueError(f"unknown phase {phase!r}")
 
-    @staticmethod
     @contextlib.contextmanager
-    def _timed(record: PhaseRecord) -> Iterator[None]:
+    def _timed(self, record: PhaseRecord) -> Iterator[None]:
         """The phase's window: its requests, without the preparation before or the checks after."""
+        servers = self.config.server_pids if self.index == 0 else ()
+        server_start = {role: process_cpu_ns(pid) for role, pid in servers}
         cpu_start = time.process_time_ns()
         record.start_ns = time.perf_counter_ns()
         try:
@@ -212,6 +219,8 @@ class LoadWorker:
         finally:
             record.end_ns = time.perf_counter_ns()
             record.cpu_ns = time.process_time_ns() - cpu_start
+            for role, pid in servers:
+                record.server_cpu_ns[role] = process_cpu_ns(pid) - server_start[role]
 
     def _upload_frame(self, store_path: int) -> bytearray:
         frame = self._upload_frames.get(store_path)
@@ -347,6 +356,19 @@ class LoadWorker:
             self.run_phase("download", 0, record)
             self.files = []
         return record
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_ns(pid: int) -> int:
+    """User and system CPU time of process ``pid`` so far (clock-tick resolution, 10 ms here)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0
+    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // _CLOCK_TICKS
 
 
 def _store_target(raw: bytes) -> Target:

@@ -180,6 +180,7 @@ def test_every_phase_with_a_query_per_file(tmp_path: Path, fake: FakeCluster) ->
         line = lines[op]
         assert 0 <= line["p50_ms"] <= line["p99_ms"] <= line["max_ms"]
     assert lines["upload"]["mb_per_s"] > 0 and lines["query-fetch"]["mb_per_s"] is None
+    assert lines["upload"]["server_cpu_us"] is None  # not spawned: no server PIDs to read
     assert fake.queries == {
         Command.QUERY_STORE_WITHOUT_GROUP_ONE: 20,
         Command.QUERY_FETCH_ONE: 20,
@@ -295,6 +296,9 @@ def test_spawned_cluster(tmp_path: Path, sync_mode: str) -> None:
     assert code == 0, document["error_messages"]
     lines = lines_by_op(document)
     assert lines["upload"]["files"] == lines["download"]["files"] == lines["delete"]["files"] == 30
+    # The spawned servers' CPU time is reported (its value is not asserted: clock-tick resolution).
+    assert lines["upload"]["server_cpu_us"] is not None and lines["query-fetch"]["server_cpu_us"] is not None
+    assert lines["upload"]["client_cpu_us"] is not None
     assert list(tmp_path.glob("trunkstore-load-*")) == []  # the throwaway cluster is gone
 
 
