@@ -219,6 +219,19 @@ class Store:
         )
         return file_id, ticket
 
+    def _write_trunk_from_file(self, source_fd: int, size: int, crc: int, ext: str, store_path: int) -> str:
+        """Copy a spooled file of ``size`` bytes into a slot of ``store_path`` (space admitted already)."""
+        alloc = slot_size(size, self._slot_min, self._align)
+        timestamp = int(time.time())
+        tail = fid.make_tail(ext)
+        container, offset, alloc, ticket = self._pool.write_slot_from_file(
+            store_path, alloc, size, crc, timestamp, tail.encode("ascii"), source_fd
+        )
+        self._pool.wait(ticket)
+        return fid.encode_trunk_name(
+            self._source, timestamp, size, crc, container.trunk_id, offset, alloc, tail, container.id_prefix
+        )
+
     def _put_plain_bytes(self, data: bytes | bytearray | memoryview, ext: str) -> str:
         return upload.upload_all(upload.open_upload(self, len(data), ext, counted=False, dedup=False), [data])
 

@@ -8,6 +8,7 @@ container is only unlinked once wholly free, so a map never faults on a missing 
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 
@@ -94,6 +95,31 @@ class TrunkContainer:
         written = os.pwritev(self.fd, (header, data), offset)
         if written < HEADER_SIZE + len(data):
             self.write(offset + written, (header + bytes(data))[written:])
+
+    def write_slot_from(self, offset: int, header: bytes, source_fd: int, count: int) -> None:
+        """Write a slot's header, then ``count`` bytes copied from the start of ``source_fd``.
+
+        The kernel copies file to file (``copy_file_range``) where it can, so the data never passes
+        through this process; otherwise it is copied in 1 MiB pieces.
+        """
+        self.write(offset, header)
+        position = 0
+        target = offset + HEADER_SIZE
+        try:
+            while position < count:
+                copied = os.copy_file_range(source_fd, self.fd, count - position, position, target + position)
+                if copied == 0:
+                    raise OSError(errno.EIO, f"source ended after {position} of {count} bytes")
+                position += copied
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            while position < count:
+                piece = os.pread(source_fd, min(count - position, 1 << 20), position)
+                if not piece:
+                    raise OSError(errno.EIO, f"source ended after {position} of {count} bytes") from None
+                self.write(target + position, piece)
+                position += len(piece)
 
     def clear(self, offset: int, length: int, free_start: int, free_end: int) -> None:
         diskio.clear_range(self.fd, offset, length, free_start, free_end)

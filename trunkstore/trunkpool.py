@@ -231,6 +231,26 @@ class TrunkPool:
                 return container, offset, size, 0
         return container, offset, size, self._commit.ticket()
 
+    def write_slot_from_file(
+        self, store_path: int, alloc: int, file_size: int, crc: int, mtime: int, ext7: bytes, source_fd: int
+    ) -> tuple[TrunkContainer, int, int, int]:
+        """As :meth:`write_slot`, the data copied from the file ``source_fd`` outside the lock.
+
+        For files too large to hold in memory or to write while holding the lock.
+        """
+        reservation = self.reserve(store_path, alloc)
+        container, offset, size = reservation.container, reservation.offset, reservation.size
+        try:
+            header = HEADER.pack(TYPE_FILE, size, file_size, crc, mtime, ext7)
+            container.write_slot_from(offset, header, source_fd, file_size)
+            ticket = self.confirm(reservation)
+        except BaseException as exc:
+            self.release(reservation)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise StoreFull(f"file system full while writing trunk {container.trunk_id}") from exc
+            raise
+        return container, offset, size, ticket
+
     def reserve_at(self, trunk_id: int, offset: int, size: int) -> Reservation:
         """Reserve exactly ``[offset, offset + size)`` of an existing container (it must be free)."""
         with self._lock:

@@ -4,8 +4,11 @@
 arrived is held in one of two places, chosen at open:
 
 * **in memory**, for a file that goes into a trunk slot (``size + 24 <= slot_max_size``, not an
-  appender file, trunks enabled): at most ``slot_max_size`` bytes, committed exactly as
-  :meth:`Store.put` stores bytes (dedup included when it is enabled);
+  appender file, trunks enabled) and is at most :data:`MEMORY_LIMIT` bytes (or any slot-sized file
+  when dedup is on): committed exactly as :meth:`Store.put` stores bytes;
+* **in a spool file, then copied into a slot**, for a larger file that still fits a slot: a server
+  receiving many such uploads at once must not hold them all in memory (256 connections times the
+  16 MiB default ``slot_max_size`` would be 4 GiB); the kernel copies the spool into the slot;
 * **in a spool file** under the chosen store path's ``tmp/`` directory, for larger files, appender
   files and slave files: each :meth:`Upload.write` goes straight to the file, so memory stays bounded
   whatever the size, and :meth:`Upload.commit` links the file into place as a plain file (synced
@@ -46,6 +49,9 @@ _OPEN, _COMMITTED, _CLOSED = "open", "committed", "closed"
 #: ``size`` of an upload whose length was not announced (internal: streams of unknown length).
 UNKNOWN_SIZE = -1
 
+#: Largest slot-sized upload held in memory; larger ones are spooled to disk as they arrive.
+MEMORY_LIMIT = 256 * 1024
+
 
 class Upload:
     """A file being uploaded piece by piece.  Made by :meth:`Store.open_upload`, not directly.
@@ -63,6 +69,7 @@ class Upload:
         "_ext",
         "_hasher",
         "_slave",
+        "_slot_spooled",
         "_state",
         "_store",
         "_store_path",
@@ -79,6 +86,7 @@ class Upload:
         store_path: int,
         *,
         in_memory: bool = False,
+        slot_spooled: bool = False,
         appender: bool = False,
         slave: tuple[str, str, str] | None = None,
         dedup: bool = False,
@@ -93,9 +101,12 @@ class Upload:
         #: For a slave file: ``(master ID, its path, its ID)``.
         self._slave = slave
         self._counted = counted
+        #: Spooled to disk, but committed into a trunk slot.
+        self._slot_spooled = slot_spooled
         self._state = _OPEN
         self._hasher = ContentHasher() if dedup else None
-        admitted = slot_size(size, store._slot_min, store._align) if in_memory else max(size, 0)
+        in_slot = in_memory or slot_spooled
+        admitted = slot_size(size, store._slot_min, store._align) if in_slot else max(size, 0)
         guard = store._guard
         guard.admit(store_path, admitted)
         self._buffer: bytearray | None = None
@@ -150,6 +161,8 @@ class Upload:
             store._live()
             if self._buffer is not None:
                 file_id = store._put_bytes(self._buffer, self._ext, self._store_path)
+            elif self._slot_spooled:
+                file_id = self._copy_into_slot()
             else:
                 file_id = self._publish()
         except BaseException:
@@ -189,6 +202,23 @@ class Upload:
 
     def __repr__(self) -> str:
         return f"<Upload {self._state} {self.written}/{self.size} bytes>"
+
+    def _copy_into_slot(self) -> str:
+        """Copy the spooled file into a trunk slot; the spool goes whatever happens."""
+        writer = self._writer
+        assert writer is not None
+        # No sync of the spool: the slot's container is synced before the allocation is published.
+        spooled = writer.finish(durable=False)
+        try:
+            source_fd = os.open(spooled.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                return self._store._write_trunk_from_file(
+                    source_fd, spooled.size, spooled.crc32, self._ext, self._store_path
+                )
+            finally:
+                os.close(source_fd)
+        finally:
+            plainfiles.discard(spooled)
 
     # ---- plain files ------------------------------------------------------------------------------
     def _publish(self) -> str:
@@ -247,7 +277,9 @@ def open_upload(
     """
     store_path = store._pick_store_path()
     if not appender and size >= 0 and size + HEADER_SIZE <= store._slot_max:
-        return Upload(store, size, ext, store_path, in_memory=True, counted=counted)
+        if size <= MEMORY_LIMIT or store.config.dedup:
+            return Upload(store, size, ext, store_path, in_memory=True, counted=counted)
+        return Upload(store, size, ext, store_path, slot_spooled=True, counted=counted)
     dedup = dedup and store.config.dedup and not appender
     return Upload(store, size, ext, store_path, appender=appender, dedup=dedup, counted=counted)
 

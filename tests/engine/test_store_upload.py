@@ -462,3 +462,81 @@ def test_put_file_of_a_file_that_shrinks_while_read_is_refused(store, tmp_path):
     with Shrinking(path, "rb") as handle, pytest.raises(InvalidArgument):
         store.put_file(handle)
     assert tmp_files(store) == []
+
+
+# ---- slot-sized uploads above the memory limit: spooled, then copied into a slot -------------------
+SPOOLED_SETTINGS = {"trunk_file_size": 64 * MIB, "slot_max_size": 16 * MIB}
+
+
+@pytest.mark.parametrize("sync_mode", ["always", "none"])
+def test_slot_sized_upload_is_spooled_then_copied_into_a_slot(open_store, check_store, sync_mode):
+    from trunkstore.upload import MEMORY_LIMIT
+
+    store = open_store(**SPOOLED_SETTINGS, sync_mode=sync_mode)
+    data = blob(41, 3 * MIB + 17)
+    assert len(data) > MEMORY_LIMIT
+    with store.open_upload(len(data), "bin") as upload:
+        upload_in_pieces(upload, data, seed=41, largest=256 * 1024)
+        assert tmp_files(store), "the data should be on disk, not in memory"
+        file_id = upload.commit()
+    assert parse_file_id(file_id).kind == FileKind.TRUNK
+    assert store.get(file_id) == data
+    st = store.stat(file_id)
+    assert (st.size, st.crc32, st.kind) == (len(data), zlib.crc32(data), FileKind.TRUNK)
+    assert tmp_files(store) == []
+    check_store(store)
+
+
+def test_slot_sized_upload_memory_stays_bounded(open_store, measure_peak):
+    store = open_store(**SPOOLED_SETTINGS, sync_mode="none")
+    total = 15 * MIB
+    chunk = os.urandom(256 * 1024)
+
+    def upload_in_fresh_chunks() -> str:
+        with store.open_upload(total, "bin") as upload:
+            for index in range(total // len(chunk)):
+                piece = bytes([index % 256]) + chunk[1:]
+                upload.write(piece)
+                del piece
+            return upload.commit()
+
+    file_id, peak = measure_peak(upload_in_fresh_chunks)
+    assert peak < 4 * MIB
+    assert store.stat(file_id).kind == FileKind.TRUNK
+
+
+def test_copy_without_copy_file_range_falls_back_to_reads(open_store, check_store, monkeypatch):
+    store = open_store(**SPOOLED_SETTINGS, sync_mode="none")
+
+    def unsupported(*args, **kwargs):
+        raise OSError(errno.EXDEV, "cross-device copy unsupported")
+
+    monkeypatch.setattr(os, "copy_file_range", unsupported)
+    data = blob(42, 2 * MIB + 5)
+    with store.open_upload(len(data), "dat") as upload:
+        upload.write(data)
+        file_id = upload.commit()
+    assert store.get(file_id) == data
+    check_store(store)
+
+
+def test_full_disk_during_the_copy_loses_nothing_and_frees_the_slot(open_store, check_store, monkeypatch):
+    store = open_store(**SPOOLED_SETTINGS, sync_mode="none")
+    kept = store.put(blob(43, 5000), "txt")
+    data = blob(44, MIB)
+    real_copy = os.copy_file_range
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "copy_file_range", full)
+    with store.open_upload(len(data), "dat") as upload:
+        upload.write(data)
+        with pytest.raises(StoreFull):
+            upload.commit()
+    monkeypatch.setattr(os, "copy_file_range", real_copy)
+    assert tmp_files(store) == []
+    assert store.get(kept) == blob(43, 5000)
+    check_store(store)
+    again = store.put_file(io.BytesIO(data), "dat")  # the space is usable again
+    assert store.get(again) == data
