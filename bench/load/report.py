@@ -29,6 +29,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from .worker import QUERY_OP, LoadConfig, PhaseRecord, WorkerResult
 
 STORAGE_OPS = frozenset(QUERY_OP)
+#: Fewer requests than this and a server's CPU time per request is not shown: /proc counts CPU time in
+#: 10 ms clock ticks, and one query per connection (``--query once``) is lost among the server's beats.
+MIN_REQUESTS_FOR_SERVER_CPU = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +74,7 @@ def _line(phase: str, op: str, latencies: array[int], errors: int, seconds: floa
 
 def _with_server_cpu(line: OpSummary, records: Sequence[PhaseRecord], role: str) -> OpSummary:
     used = [record.server_cpu_ns[role] for record in records if role in record.server_cpu_ns]
-    if not used or not line.files:
+    if not used or line.files < MIN_REQUESTS_FOR_SERVER_CPU:
         return line
     return replace(line, server_cpu_us=sum(used) / line.files / 1e3)
 
@@ -187,7 +190,7 @@ def _cells(line: OpSummary) -> tuple[str, ...]:
         ms(line.max_ms),
         f"{line.errors:,}",
         "-" if line.client_cpu_us is None else f"{line.client_cpu_us:.1f}",
-        "-" if line.server_cpu_us is None else f"{line.server_cpu_us:.1f}",
+        "-" if line.server_cpu_us is None or line.files < MIN_REQUESTS_FOR_SERVER_CPU else f"{line.server_cpu_us:.1f}",
     )
 
 

@@ -118,7 +118,12 @@ def main_suite(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--merge", action="store_true", help="replace only the configurations run in an existing cluster.json"
     )
+    parser.add_argument("--render", action="store_true", help="only rewrite cluster.md from cluster.json")
     args = parser.parse_args(argv)
+    if args.render:
+        document = json.loads((args.out / "cluster.json").read_text(encoding="utf-8"))
+        (args.out / "cluster.md").write_text(markdown(document["measurements"], document["machine"]), encoding="utf-8")
+        return 0
     host = machine()
     chosen = [c for i, c in enumerate(CONFIGURATIONS) if args.only is None or i in args.only]
     measurements = [run_configuration(label, config, args.count, args.repeat) for label, config in chosen]

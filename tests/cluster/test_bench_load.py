@@ -289,13 +289,13 @@ def test_sizes_phases_and_percentiles() -> None:
 @pytest.mark.parametrize("sync_mode", ["none", "always"])
 def test_spawned_cluster(tmp_path: Path, sync_mode: str) -> None:
     out = tmp_path / "load.json"
-    args = ["--spawn", "--sync-mode", sync_mode, "--spawn-dir", str(tmp_path), "-n", "30", "-s", "4K"]
+    args = ["--spawn", "--sync-mode", sync_mode, "--spawn-dir", str(tmp_path), "-n", "1000", "-s", "4K"]
     code = main([*args, "--warmup", "5", "--phases", "upload,download,delete", "--json", str(out)])
     assert code != 2, "the local cluster did not start"
     document = json.loads(out.read_text(encoding="utf-8"))
     assert code == 0, document["error_messages"]
     lines = lines_by_op(document)
-    assert lines["upload"]["files"] == lines["download"]["files"] == lines["delete"]["files"] == 30
+    assert lines["upload"]["files"] == lines["download"]["files"] == lines["delete"]["files"] == 1000
     # The spawned servers' CPU time is reported (its value is not asserted: clock-tick resolution).
     assert lines["upload"]["server_cpu_us"] is not None and lines["query-fetch"]["server_cpu_us"] is not None
     assert lines["upload"]["client_cpu_us"] is not None
