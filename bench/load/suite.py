@@ -105,8 +105,20 @@ def markdown(measurements: Sequence[dict[str, Any]], host: dict[str, Any]) -> st
             "",
             format_markdown(lines),
             "",
+            f"Each run, files/s: {run_ranges(measurement)}.",
+            "",
         ]
     return "\n".join(out)
+
+
+def run_ranges(measurement: dict[str, Any]) -> str:
+    """The storage lines' files/s in every run, to show the spread behind each median."""
+    parts = []
+    for op in ("upload", "download", "delete"):
+        rates = [line["files_per_s"] for run in measurement["runs"] for line in run if line["op"] == op]
+        if rates:
+            parts.append(f"{op} " + " / ".join(f"{rate:,.0f}" for rate in rates))
+    return "; ".join(parts)
 
 
 def main_suite(argv: Sequence[str] | None = None) -> int:
