@@ -139,8 +139,12 @@ def warmup_errors(results: Iterable[WorkerResult]) -> int:
 def median_lines(runs: Sequence[Sequence[OpSummary]]) -> list[OpSummary]:
     """Line by line, the median of each figure over several runs of the same configuration (errors:
     the sum)."""
+    groups: dict[tuple[str, str], list[OpSummary]] = {}
+    for run in runs:  # by (phase, op): a run whose worker died may lack some lines
+        for line in run:
+            groups.setdefault((line.phase, line.op), []).append(line)
     medians = []
-    for group in zip(*runs, strict=True):
+    for group in groups.values():
         first = group[0]
         values: dict[str, object] = {"phase": first.phase, "op": first.op}
         for item in fields(OpSummary):

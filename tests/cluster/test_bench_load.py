@@ -19,8 +19,9 @@ import pytest
 from conftest import Cluster
 
 from bench.load import main
-from bench.load.cli import parse_phases, parse_size
-from bench.load.report import percentile
+from bench.load.cli import _failed_worker, parse_phases, parse_size
+from bench.load.report import median_lines, percentile, summarize
+from bench.load.worker import LoadConfig
 from cluster.protocol import (
     Command,
     DeleteFileRequest,
@@ -319,3 +320,14 @@ def test_a_spawned_cluster_that_cannot_start(tmp_path: Path, capsys: pytest.Capt
     assert code == 2
     assert "could not start the local cluster" in capsys.readouterr().err
     assert list(tmp_path.glob("trunkstore-load-*")) == []
+
+
+def test_a_worker_that_died_counts_its_files_as_errors() -> None:
+    config = LoadConfig(("127.0.0.1", 1), count=10, size=16, connections=3)
+    lines = summarize(config, [_failed_worker(config, 0, RuntimeError("gone"))])
+    upload = next(line for line in lines if line.op == "upload")
+    assert upload.errors == config.share(0) == 4 and upload.files == 0
+    # Medians over runs that did not all produce the same lines keep every line.
+    medians = median_lines([lines, lines[:1]])
+    assert [line.op for line in medians] == [line.op for line in lines]
+    assert medians[0].errors == 2 * lines[0].errors
