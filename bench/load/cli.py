@@ -181,8 +181,78 @@ def run_once(config: LoadConfig) -> tuple[list[OpSummary], int, list[str]]:
     return lines, errors, error_messages(results)
 
 
+class ClusterStartError(Exception):
+    """The local cluster of ``--spawn`` did not start."""
+
+
+def _load_config(
+    args: argparse.Namespace, tracker: tuple[str, int], server_pids: tuple[tuple[str, int], ...]
+) -> LoadConfig:
+    return LoadConfig(
+        tracker=tracker,
+        count=args.count,
+        size=args.size,
+        connections=args.connections,
+        group=args.group,
+        phases=args.phases,
+        query=args.query,
+        warmup=args.warmup,
+        timeout=args.timeout,
+        verify_every=args.verify_every,
+        server_pids=server_pids,
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> tuple[list[OpSummary], int, list[str]]:
+    """One run as the options say: against ``--tracker``, or a fresh local cluster with ``--spawn``."""
+    if not args.spawn:
+        return run_once(_load_config(args, args.tracker, ()))
+    cluster = LocalCluster(args.sync_mode, args.group or "group1", dict(args.storage_conf), args.spawn_dir)
+    try:
+        cluster.start()
+    except (RuntimeError, OSError) as exc:
+        cluster.stop()
+        raise ClusterStartError(str(exc)) from exc
+    try:
+        lines, errors, messages = run_once(_load_config(args, parse_address(cluster.tracker_address), cluster.pids()))
+    finally:
+        codes = cluster.stop()
+    if any(codes):
+        messages.append(f"a spawned server exited with code {codes}")
+        errors += 1
+    return lines, errors, messages
+
+
+def _document(
+    args: argparse.Namespace, argv: Sequence[str] | None, runs: list[list[OpSummary]], errors: int, messages: list[str]
+) -> dict[str, Any]:
+    """What ``--json`` writes."""
+    medians = median_lines(runs) if len(runs) > 1 else runs[0]
+    return {
+        "command": "python -m bench.load " + " ".join(sys.argv[1:] if argv is None else argv),
+        "config": {
+            "tracker": "spawned" if args.spawn else f"{args.tracker[0]}:{args.tracker[1]}",
+            "sync_mode": args.sync_mode if args.spawn else None,
+            "count": args.count,
+            "size": args.size,
+            "connections": args.connections,
+            "group": args.group,
+            "phases": list(args.phases),
+            "query": args.query,
+            "warmup": args.warmup,
+            "repeat": args.repeat,
+        },
+        "machine": machine(),
+        "runs": [[line.as_dict() for line in lines] for lines in runs],
+        "results": [line.as_dict() for line in medians],
+        "errors": errors,
+        "error_messages": messages[:20],
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the load; 0 if every request succeeded and every download was the right file, else 1."""
+    """Run the load; 0 if every request succeeded and every download was the right file, 1 if not, 2 if
+    it could not run."""
     args = build_parser().parse_args(argv)
     for name in ("count", "connections", "repeat"):
         if getattr(args, name) < 1:
@@ -191,77 +261,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[list[OpSummary]] = []
     total_errors = 0
     messages: list[str] = []
-    tracker_text = ""
     for run in range(args.repeat):
-        cluster = LocalCluster(args.sync_mode, args.group or "group1", dict(args.storage_conf), args.spawn_dir)
-        if args.spawn:
-            try:
-                cluster.start()
-            except (RuntimeError, OSError) as exc:
-                cluster.stop()
-                print(f"could not start the local cluster: {exc}", file=sys.stderr)
-                return 2
-            tracker = parse_address(cluster.tracker_address)
-            server_pids = cluster.pids()
-        else:
-            server_pids = ()
-            tracker = args.tracker
-        tracker_text = f"{tracker[0]}:{tracker[1]}"
-        config = LoadConfig(
-            tracker=tracker,
-            count=args.count,
-            size=args.size,
-            connections=args.connections,
-            group=args.group,
-            phases=args.phases,
-            query=args.query,
-            warmup=args.warmup,
-            timeout=args.timeout,
-            verify_every=args.verify_every,
-            server_pids=server_pids,
-        )
         try:
-            lines, errors, run_messages = run_once(config)
-        finally:
-            if args.spawn:
-                codes = cluster.stop()
-                if any(codes):
-                    messages.append(f"a spawned server exited with code {codes}")
-                    total_errors += 1
+            lines, errors, run_messages = run_from_args(args)
+        except ClusterStartError as exc:
+            print(f"could not start the local cluster: {exc}", file=sys.stderr)
+            return 2
         runs.append(lines)
         total_errors += errors
         messages.extend(run_messages)
         if args.repeat > 1:
             print(f"run {run + 1} of {args.repeat}")
         print(format_table(lines), flush=True)
-    medians = median_lines(runs) if args.repeat > 1 else runs[0]
     if args.repeat > 1:
         print(f"medians of {args.repeat} runs")
-        print(format_table(medians))
+        print(format_table(median_lines(runs)))
     for message in messages[:20]:
         print(f"error: {message}", file=sys.stderr)
     if total_errors:
         print(f"{total_errors} errors", file=sys.stderr)
     if args.json is not None:
-        document = {
-            "command": "python -m bench.load " + " ".join(sys.argv[1:] if argv is None else argv),
-            "config": {
-                "tracker": "spawned" if args.spawn else tracker_text,
-                "sync_mode": args.sync_mode if args.spawn else None,
-                "count": args.count,
-                "size": args.size,
-                "connections": args.connections,
-                "group": args.group,
-                "phases": list(args.phases),
-                "query": args.query,
-                "warmup": args.warmup,
-                "repeat": args.repeat,
-            },
-            "machine": machine(),
-            "runs": [[line.as_dict() for line in lines] for lines in runs],
-            "results": [line.as_dict() for line in medians],
-            "errors": total_errors,
-            "error_messages": messages[:20],
-        }
+        document = _document(args, argv, runs, total_errors, messages)
         args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return 1 if total_errors else 0
