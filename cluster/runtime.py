@@ -7,6 +7,7 @@
   (a thread doing an fsync, a large file being sent) returns an awaitable, and the connection stops
   reading until it is done, so a client that pipelines or floods cannot make the server buffer more
   than one network read ahead.
+* :class:`StopSignals`: SIGTERM and SIGINT as a request to stop, honoured at any moment of start-up.
 * :class:`ConnectionServer`: listens, enforces ``max_connections`` (the connection over the limit is
   closed at once, as FastDFS does), closes connections that stall mid-request for ``network_timeout``
   or sit idle for ``idle_timeout``, and stops gracefully.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -49,6 +51,67 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on a loop from :func:`new_event_loop`."""
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         return runner.run(main)
+
+
+#: The signals that stop a server gracefully.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopSignals:
+    """SIGTERM and SIGINT as a request to stop, from before the event loop runs until it has stopped.
+
+    Used as a context manager around ``main``: on entry, Python's KeyboardInterrupt and the default
+    SIGTERM action are replaced by noting the request, so that a signal arriving while the server
+    starts (the store opening, the port being bound) cannot interrupt it half-way; :meth:`attach`
+    then hands the signals to the running loop and returns an event that is set at once if one has
+    already arrived.  On exit the previous handlers are restored.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        for signum in STOP_SIGNALS:
+            self._previous[signum] = signal.getsignal(signum)
+        self._note_signals()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _note_signals(self) -> None:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def attach(self) -> asyncio.Event:
+        """The running loop handles the signals from now on: the returned event is set on one."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def requested() -> None:
+            self.requested = True
+            stop.set()
+
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, requested)
+        self._loop = loop
+        if self.requested:  # arrived before the loop took over
+            stop.set()
+        return stop
+
+    def detach(self) -> None:
+        """Back to noting the signals, so that one arriving while the loop shuts down is harmless."""
+        if self._loop is not None:
+            for signum in STOP_SIGNALS:
+                self._loop.remove_signal_handler(signum)
+            self._loop = None
+        self._note_signals()
 
 
 class Connection(asyncio.Protocol):

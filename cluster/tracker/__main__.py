@@ -1,7 +1,12 @@
-"""``python -m cluster.tracker``: see :mod:`cluster.tracker.main`."""
+"""``python -m cluster.tracker``: see :mod:`cluster.tracker.process`."""
 
+import signal
 import sys
 
-from .main import main
+# Nothing is open while the modules load: a stop signal then simply ends the process, quietly.
+for _signum in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(_signum, lambda signum, frame: sys.exit(0))
+
+from .process import main  # noqa: E402 - after the handlers
 
 sys.exit(main())

@@ -2,7 +2,8 @@
 
 Prints ``storage ready on HOST:PORT`` once it listens and its store is open (joining the trackers
 goes on in the background), logs to stderr, and stops gracefully on SIGTERM or SIGINT (requests in
-progress finish, the store is closed), exiting 0.  A bad configuration exits 2 with a one-line error.
+progress finish, the store is closed), exiting 0; a signal that arrives while it starts stops it as
+soon as the store is open, without the ready line.  A bad configuration exits 2 with a one-line error.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 
 from cluster.errors import ConfigError
-from cluster.runtime import run
+from cluster.runtime import StopSignals, run
 from trunkstore import TrunkstoreError
 from trunkstore.errors import ConfigError as StoreConfigError
 
@@ -34,6 +34,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with StopSignals() as signals:
+        return _main(argv, signals)
+
+
+def _main(argv: list[str] | None, signals: StopSignals) -> int:
     args = parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -55,10 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     if config.disabled:
         print(f"storage: {args.conf} is disabled (disabled = true)", file=sys.stderr)
         return 2
-    return run(serve(config))
+    if signals.requested:
+        return 0
+    return run(serve(config, signals))
 
 
-async def serve(config: StorageConfig) -> int:
+async def serve(config: StorageConfig, signals: StopSignals) -> int:
+    stopping = signals.attach()
+    try:
+        return await _serve(config, stopping)
+    finally:
+        signals.detach()
+
+
+async def _serve(config: StorageConfig, stopping: asyncio.Event) -> int:
     server = StorageServer(config)
     try:
         await server.start()
@@ -70,12 +85,9 @@ async def serve(config: StorageConfig) -> int:
         print(f"storage: cannot start: {exc}", file=sys.stderr)
         await server.stop()
         return 1
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    print(f"storage ready on {server.host}:{server.port}", flush=True)
-    await stopping.wait()
+    if not stopping.is_set():
+        print(f"storage ready on {server.host}:{server.port}", flush=True)
+        await stopping.wait()
     log.info("stopping")
     try:
         await server.stop()

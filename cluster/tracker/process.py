@@ -1,21 +1,20 @@
 """``python -m cluster.tracker --conf FILE``: run a tracker in the foreground.
 
 Prints ``tracker ready on HOST:PORT`` once listening; logs go to stderr.  SIGTERM or SIGINT stops
-it gracefully (requests in progress finish, the state is saved) with exit code 0; a configuration
+it gracefully (requests in progress finish, the state is saved) with exit code 0, also when it
+arrives while the tracker starts (it then stops without the ready line); a configuration
 that cannot be used exits with code 2 and a one-line error.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
 
 from cluster.errors import ConfigError
-from cluster.runtime import run
+from cluster.runtime import StopSignals, run
 
 from .config import TrackerConfig, load_tracker_config
 from .server import TrackerServer
@@ -34,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a tracker until SIGTERM/SIGINT; returns the process exit code."""
+    with StopSignals() as signals:
+        return _main(argv, signals)
+
+
+def _main(argv: list[str] | None, signals: StopSignals) -> int:
     args = _parser().parse_args(argv)
     level = logging.getLevelName(str(args.log_level).upper())
     if not isinstance(level, int):
@@ -51,24 +55,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for warning in warnings:
         log.warning("%s", warning)
+    if signals.requested:
+        return 0
     try:
-        return run(serve(config))
+        return run(serve(config, signals))
     except ConfigError as exc:
         print(f"tracker: {exc}", file=sys.stderr)
         return 2
 
 
-async def serve(config: TrackerConfig) -> int:
+async def serve(config: TrackerConfig, signals: StopSignals) -> int:
     """Serve until a stop signal arrives, then stop gracefully."""
-    server = TrackerServer(config)
-    port = await server.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    print(f"tracker ready on {config.listen_host}:{port}", flush=True)
-    log.info("tracker listening on %s:%d, state in %s", config.listen_host, port, config.state_path)
-    await stop.wait()
-    log.info("stopping")
-    await server.stop()
-    return 0
+    stop = signals.attach()
+    try:
+        server = TrackerServer(config)
+        port = await server.start()
+        if not stop.is_set():
+            print(f"tracker ready on {config.listen_host}:{port}", flush=True)
+            log.info("tracker listening on %s:%d, state in %s", config.listen_host, port, config.state_path)
+            await stop.wait()
+        log.info("stopping")
+        await server.stop()
+        return 0
+    finally:
+        signals.detach()
