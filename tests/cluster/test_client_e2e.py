@@ -202,7 +202,10 @@ def test_storage_restart_behind_pooled_connections(tmp_path: Path, connect: Call
             file_id = client.upload(b"survives a restart")
             port, base = storage.port, storage.base_path
             storage.stop()
+            mark = len(storage.log_text())  # the restarted process appends to the same log
             storage = start_storage(tmp_path, [tracker], base_path=base, port=port)
+            # Until the new process has joined, the tracker's answers describe the old one.
+            wait_for(lambda: "joined as" in storage.log_text()[mark:], message="the restarted storage to join")
             wait_for(lambda: storage_is_offered(tracker, storage), message="the restarted storage")
             wait_for(lambda: answers_fetch(client, file_id), message="the tracker to route reads again")
             # The pooled connection to the old process is dead: detected, replaced, not an error.
