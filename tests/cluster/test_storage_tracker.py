@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
 from conftest import Cluster, storage_is_offered
 from procs import ServerProcess, WireClient, start_storage, start_tracker, wait_for
 from storage_wire import GROUP, download, upload
@@ -31,11 +32,14 @@ def is_active(tracker: ServerProcess, storage: ServerProcess) -> bool:
     return stat is not None and stat.status == StorageStatus.ACTIVE
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def reserve_port() -> tuple[socket.socket, int]:
+    """A socket bound to a port but not listening, and the port: connections to it are refused, and
+    no other server (of a test running beside this one) can take the port until the socket closes."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    return sock, port
 
 
 def test_storage_joins_and_is_listed_active_with_its_disk(cluster: Cluster) -> None:
@@ -59,19 +63,25 @@ def test_beats_carry_the_upload_counters(cluster: Cluster) -> None:
 
 
 def test_storage_started_before_its_tracker_joins_when_it_comes_up(tmp_path: Path) -> None:
-    port = free_port()
-    with start_storage(tmp_path, [f"127.0.0.1:{port}"]) as storage:
+    reserved, port = reserve_port()
+    with reserved, start_storage(tmp_path, [f"127.0.0.1:{port}"]) as storage:
         with WireClient(storage.address) as wire:  # serves clients with no tracker at all
             name = upload(wire, b"before the tracker")
+        reserved.close()
         with start_tracker(tmp_path, port=port) as tracker:
             wait_for(lambda: storage_is_offered(tracker, storage), message="the storage to join late")
         with WireClient(storage.address) as wire:
             assert download(wire, name) == (0, b"before the tracker")
 
 
-def test_a_dead_tracker_does_not_block_the_others(tmp_path: Path) -> None:
-    dead = f"127.0.0.1:{free_port()}"
-    with start_tracker(tmp_path) as tracker, start_storage(tmp_path, [dead, tracker]) as storage:
+@pytest.mark.parametrize("dead_kind", ["refusing", "silent"])
+def test_a_dead_tracker_does_not_block_the_others(tmp_path: Path, dead_kind: str) -> None:
+    """A tracker that refuses connections, or accepts them and never answers, delays nothing."""
+    reserved, port = reserve_port()
+    if dead_kind == "silent":
+        reserved.listen()  # the kernel accepts the connections; nothing reads or answers them
+    dead = f"127.0.0.1:{port}"
+    with reserved, start_tracker(tmp_path) as tracker, start_storage(tmp_path, [dead, tracker]) as storage:
         wait_for(lambda: is_active(tracker, storage), message="ACTIVE on the live tracker")
         with WireClient(storage.address) as wire:
             assert upload(wire, b"served").startswith("M00/")
