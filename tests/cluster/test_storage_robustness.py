@@ -159,11 +159,13 @@ def test_client_that_does_not_read_its_replies_is_dropped(storage: ServerProcess
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
             sock.settimeout(10)
             sock.connect((storage.host, storage.port))
+            host, port = sock.getsockname()[:2]
             with contextlib.suppress(OSError):  # dropped while still sending: what is wanted
                 sock.sendall(DownloadFileRequest(GROUP, name).encode() * count)
-            # Without reading for longer than network_timeout (1 s) the server gives up on the client;
-            # what it had handed to the kernel still arrives, then the end.
-            time.sleep(3)
+            # Without reading for longer than network_timeout (1 s) the server gives up on the client
+            # (and says so in its log); what it had handed to the kernel still arrives, then the end.
+            dropped = f"{host}:{port}: "
+            wait_for(lambda: dropped in storage.log_text(), timeout=60, message="the server to drop the client")  # noqa: B023
             assert read_to_eof(sock, cap=40 * MIB) is not None
     assert rss_kib(storage.pid) - baseline < 32 * 1024
     assert serves(storage)

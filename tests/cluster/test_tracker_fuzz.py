@@ -118,11 +118,11 @@ def test_random_and_mutated_frames(tmp_path: Path) -> None:
                 )
                 try:
                     sock.sendall(stream)
-                    sock.settimeout(0.05)
+                    sock.shutdown(socket.SHUT_WR)  # the tracker answers what it can, then closes
                     while sock.recv(65536):
                         pass
                 except OSError:
-                    pass  # closed by the tracker, or nothing more to read
+                    pass  # closed (reset) by the tracker
         # still correct: a real storage joins a fresh group and is offered
         with WireClient(tracker.address) as wire, WireClient(tracker.address) as client:
             FakeStorage(wire, group="after", port=23999).activate()
