@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -310,6 +310,26 @@ def test_names_that_leave_the_store_are_einval(storage: ServerProcess, name: str
     with WireClient(storage.address) as wire:
         body = (struct.pack("!qq", 0, 0) if cmd == 14 else b"") + GROUP.encode().ljust(16, b"\0") + name.encode()
         assert_einval_and_closed(wire, frame(cmd, body))
+
+
+#: Every command that names a stored file, as a call of a storage_wire helper.
+NAMING_COMMANDS: dict[str, Callable[[WireClient, str], tuple[int, bytes]]] = {
+    "set-meta": lambda wire, name: set_meta(wire, name, {"k": "v"}),
+    "get-meta": get_meta,
+    "slave-of": lambda wire, name: upload_slave(wire, name, "_s", b"slave"),
+    "append": lambda wire, name: append(wire, name, b"tail"),
+    "modify": lambda wire, name: modify(wire, name, 0, b"head"),
+    "truncate": lambda wire, name: truncate(wire, name, 0),
+    "regenerate": regenerate,
+}
+
+
+@pytest.mark.parametrize("name", ["M00/../../escape.txt", "M00/00/00/../../../../escape", "../escape"])
+@pytest.mark.parametrize("command", sorted(NAMING_COMMANDS))
+def test_every_command_refuses_names_that_leave_the_store(storage: ServerProcess, command: str, name: str) -> None:
+    with WireClient(storage.address) as wire:
+        assert NAMING_COMMANDS[command](wire, name) == (EINVAL, b"")
+    assert not list(storage.base_path.parent.rglob("escape*"))
 
 
 @pytest.mark.parametrize("cmd", [1, 99, 100, 81, 83, 16, 200])
