@@ -428,6 +428,15 @@ class Registry:
         else:
             raise InvalidRequest(f"a storage cannot report the status {status.name}")
 
+    def disconnected(self, storage: Storage) -> bool:
+        """The storage's connection to this tracker closed: an ONLINE or ACTIVE storage is OFFLINE at
+        once, as FastDFS's tracker does, rather than offered until check_active_interval passes
+        (it joins again when it comes back).  Returns whether its status changed."""
+        if storage.status not in (StorageStatus.ACTIVE, StorageStatus.ONLINE):
+            return False
+        self._set_status(self._group_of(storage), storage, StorageStatus.OFFLINE)
+        return True
+
     # ---- time ----------------------------------------------------------------------------------
     def expire(self) -> list[Storage]:
         """Mark OFFLINE every ONLINE or ACTIVE storage silent for check_active_interval."""

@@ -84,6 +84,11 @@ class TrackerConnection(Connection):
             self.peer_ip = str(peer[0])
         super().connection_made(transport)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.storage is not None:
+            self.tracker.storage_disconnected(self, self.storage)
+
     def feed(self, data: bytes) -> None:
         self.decoder.feed(data)
 
@@ -122,6 +127,8 @@ class TrackerServer:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._saving: asyncio.Future[None] | None = None
+        #: Each joined storage's latest connection (by storage key): only its loss takes it offline.
+        self._storage_links: dict[str, TrackerConnection] = {}
         self._handlers: dict[int, tuple[Handler, bool]] = {
             Command.QUERY_STORE_WITHOUT_GROUP_ONE: (self._store_one, False),
             Command.QUERY_STORE_WITH_GROUP_ONE: (self._store_one, False),
@@ -281,7 +288,17 @@ class TrackerServer:
         if conn.storage is not storage:
             log.info("storage %s (id %s) joined %s: %s", storage.key, storage.id, storage.group, storage.status.name)
         conn.storage = storage
+        self._storage_links[storage.key] = conn
         return reply.encode()
+
+    def storage_disconnected(self, conn: TrackerConnection, storage: Storage) -> None:
+        """``conn``, a storage's connection, closed; unless it has joined again on a newer one,
+        it is OFFLINE from now on, so that no client is sent to a storage that may be gone."""
+        if self._storage_links.get(storage.key) is not conn:
+            return
+        del self._storage_links[storage.key]
+        if self.registry.disconnected(storage):
+            log.warning("storage %s of %s is OFFLINE: its connection closed", storage.key, storage.group)
 
     def _joined(self, conn: TrackerConnection) -> Storage:
         assert conn.storage is not None  # checked before the handler runs

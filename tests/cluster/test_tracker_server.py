@@ -185,3 +185,32 @@ def test_the_state_is_saved_and_reloaded(tmp_path: Path) -> None:
             assert stat.status is StorageStatus.OFFLINE and stat.storage_port == 23005
     finally:
         second.stop()
+
+
+def test_a_storage_whose_connection_closes_is_offline_at_once(tmp_path: Path) -> None:
+    """As FastDFS's tracker: no upload is sent to a storage whose connection is gone, even long
+    before check_active_interval (here 10 minutes) would find it silent."""
+    config = TrackerConfig(
+        base_path=str(tmp_path), check_active_interval=600, reserved_storage_space=ReservedSpace.parse("0%")
+    )
+    tracker = RunningTracker(config)
+    try:
+        with WireClient(tracker.address) as client:
+            with WireClient(tracker.address) as first:
+                FakeStorage(first).activate()
+                assert client.call(101)[0] == 0
+                # The same storage joins again on a second connection; the first one closing later
+                # must not take it offline.
+                second_wire = WireClient(tracker.address)
+                FakeStorage(second_wire).activate()
+            assert client.call(101)[0] == 0
+            second_wire.close()
+            wait_for(lambda: client.call(101)[0] == 28, message="the storage to be offline")
+            status, body = client.call(92, group_field())
+            assert status == 0
+            assert ListStoragesReply.decode(body, StatLayout.V6_15).storages[0].status is StorageStatus.OFFLINE
+            with WireClient(tracker.address) as again:
+                FakeStorage(again).activate()
+                assert client.call(101)[0] == 0
+    finally:
+        tracker.stop()
