@@ -16,8 +16,8 @@ import pytest
 from procs import STOP_TIMEOUT, ServerProcess, start_storage, start_tracker, wait_for
 from storage_wire import assert_store_clean
 
-#: Seconds after the SIGTERM handler is installed; the last ones usually fall after the ready line.
-DELAYS = (0.0, 0.02, 0.1, 0.3, 1.0)
+#: Seconds after the SIGTERM handler is installed: while modules load, the store opens, the port is bound.
+DELAYS = (0.0, 0.03, 0.1, 0.3)
 
 
 def handles_sigterm(pid: int) -> bool:
@@ -28,6 +28,13 @@ def handles_sigterm(pid: int) -> bool:
         return False
     caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
     return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def running_command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def start(role: str, tmp_path: Path) -> ServerProcess:
@@ -65,6 +72,8 @@ def test_stop_signal_during_start_up_exits_cleanly(tmp_path: Path, role: str, si
 def test_sigterm_right_after_the_process_starts(tmp_path: Path, role: str) -> None:
     """Before Python runs anything, SIGTERM's default action ends the process: silently."""
     server = start(role, tmp_path)
+    # Once the child runs Python (before, it is still a copy of this process, with its handlers).
+    wait_for(lambda: f"cluster.{role}" in running_command(server.pid), message="the exec")
     server.proc.send_signal(signal.SIGTERM)
     server.proc.wait(STOP_TIMEOUT)
     code = server.stop()
