@@ -228,6 +228,17 @@ class Connection(asyncio.Protocol):
         finally:
             self._drain_waiter = None
 
+    @property
+    def ready_for_request(self) -> bool:
+        """True when a request arriving now would be handled at once: nothing pending or buffered."""
+        return self._pending is None and not self._closing and self.idle
+
+    def hold(self, pending: Awaitable[Any]) -> None:
+        """Handle no further request until ``pending`` completes (for work started outside :meth:`handle`)."""
+        future = asyncio.ensure_future(pending)
+        self._pending = future
+        future.add_done_callback(self._handled)
+
     def close(self) -> None:
         """Close once what was written has been sent."""
         self._closing = True
@@ -257,9 +268,7 @@ class Connection(asyncio.Protocol):
                 self.handler_failed(exc)
                 return
             if pending is not None:
-                future = asyncio.ensure_future(pending)
-                self._pending = future
-                future.add_done_callback(self._handled)
+                self.hold(pending)
                 return
 
     def _handled(self, future: asyncio.Future[Any]) -> None:

@@ -54,6 +54,9 @@ _TRUNK_MARK = 0x88
 _TO_STD = str.maketrans("-_", "+/")
 #: Body length of a DOWNLOAD_FILE request naming a trunk file: offset, length, group, name.
 _WHOLE_TRUNK_DOWNLOAD = 32 + TRUNK_NAME_LEN
+#: The frame header of such a request, and the length of the whole frame.
+WHOLE_TRUNK_DOWNLOAD_HEADER = HEADER.pack(_WHOLE_TRUNK_DOWNLOAD, Command.DOWNLOAD_FILE, 0)
+WHOLE_TRUNK_DOWNLOAD_FRAME_LEN = HEADER.size + _WHOLE_TRUNK_DOWNLOAD
 #: Chunk for computing a crc32 over a file's contents.
 _CRC_CHUNK = 1 << 20
 
@@ -155,16 +158,26 @@ class StorageService:
         ActiveTestRequest.decode(body)
         return EMPTY_REPLY
 
+    def whole_download(self, body: bytes) -> bytes | None:
+        """The reply to the commonest request, a whole small trunk file of this group; else ``None``.
+
+        It skips building the request message; anything else (a range, another group, a large or
+        plain file, a malformed body) is ``None``, for :meth:`handle_frame` to answer.
+        """
+        if len(body) != _WHOLE_TRUNK_DOWNLOAD or body[:32] != self._whole_download_head:
+            return None
+        try:
+            filename = body[32:].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if 0 < trunk_file_size(filename) <= SMALL_DOWNLOAD:  # a 0-byte file is EINVAL, on the full path
+            return reply(self.store.get(self.prefix + filename))
+        return None
+
     def _download(self, status: int, body: bytes) -> Result:
-        # The common request, a whole small file of this group, skips building the request message.
-        if len(body) == _WHOLE_TRUNK_DOWNLOAD and body[:32] == self._whole_download_head:
-            try:
-                filename = body[32:].decode("ascii")
-            except UnicodeDecodeError:
-                pass
-            else:
-                if 0 < trunk_file_size(filename) <= SMALL_DOWNLOAD:  # a 0-byte file is EINVAL, below
-                    return reply(self.store.get(self.prefix + filename))
+        whole = self.whole_download(body)
+        if whole is not None:
+            return whole
         request = DownloadFileRequest.decode(body)
         file_id = self.file_id(request.group, request.filename)
         offset, length = request.offset, request.length
