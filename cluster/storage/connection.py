@@ -29,7 +29,13 @@ from cluster.protocol.frames import HEADER, HEADER_SIZE
 from cluster.runtime import Connection
 from trunkstore import TrunkstoreError
 
-from .handlers import WHOLE_TRUNK_DOWNLOAD_FRAME_LEN, WHOLE_TRUNK_DOWNLOAD_HEADER, Region, reply_header
+from .handlers import (
+    SMALL_UPLOAD_FRAME_LEN,
+    WHOLE_TRUNK_DOWNLOAD_FRAME_LEN,
+    WHOLE_TRUNK_DOWNLOAD_HEADER,
+    Region,
+    reply_header,
+)
 from .sessions import Session, open_session
 from .transfer import send_region
 
@@ -65,13 +71,14 @@ class StorageConnection(Connection):
     def data_received(self, data: bytes) -> None:
         # The commonest request, a whole small-file download arriving in one read while nothing
         # else is in progress, goes straight to the service: no decoder, no event objects.
-        if (
-            len(data) == WHOLE_TRUNK_DOWNLOAD_FRAME_LEN
-            and data[:HEADER_SIZE] == WHOLE_TRUNK_DOWNLOAD_HEADER
-            and self.ready_for_request
-        ):
+        # So does a whole small upload when the store needs no sync to acknowledge it.
+        size = len(data)
+        if size <= SMALL_UPLOAD_FRAME_LEN and self.ready_for_request:
             try:
-                result = self.service.whole_download(data[HEADER_SIZE:])
+                if size == WHOLE_TRUNK_DOWNLOAD_FRAME_LEN and data[:HEADER_SIZE] == WHOLE_TRUNK_DOWNLOAD_HEADER:
+                    result = self.service.whole_download(data[HEADER_SIZE:])
+                else:
+                    result = self.service.whole_upload(data)
             except Exception as exc:
                 self.last_active = time.monotonic()
                 self.fail(exc)

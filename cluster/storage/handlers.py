@@ -42,11 +42,19 @@ from cluster.protocol import (
     TruncateFileRequest,
     encode_metadata,
 )
+from cluster.protocol.codes import STORE_PATH_ANY
+from cluster.protocol.fields import check_ext, decode_fixed
 from cluster.protocol.frames import HEADER
+from cluster.protocol.upload_messages import UPLOAD_HEAD
 from trunkstore import FileKind, FileNotFound, Store
 
 #: Downloads up to this size are read into memory and sent with their header in one write.
 SMALL_DOWNLOAD = 64 * 1024
+#: Uploads up to this size are received on the event loop (in memory); larger ones in threads.
+SMALL_UPLOAD = 64 * 1024
+#: Where the file data of an UPLOAD_FILE frame starts, and the longest such frame of a small upload.
+_UPLOAD_DATA_START = HEADER.size + UPLOAD_HEAD.size
+SMALL_UPLOAD_FRAME_LEN = _UPLOAD_DATA_START + SMALL_UPLOAD
 #: Length of a trunk file's remote name: ``Mxx/HH/HH/`` + 27 + 16 base64 characters + 7 for the extension.
 TRUNK_NAME_LEN = 60
 #: Top byte of a trunk file's size field: the "size is encoded" mark and the trunk flag.
@@ -54,6 +62,7 @@ _TRUNK_MARK = 0x88
 _TO_STD = str.maketrans("-_", "+/")
 #: Body length of a DOWNLOAD_FILE request naming a trunk file: offset, length, group, name.
 _WHOLE_TRUNK_DOWNLOAD = 32 + TRUNK_NAME_LEN
+_UPLOAD_FILE = int(Command.UPLOAD_FILE)
 #: The frame header of such a request, and the length of the whole frame.
 WHOLE_TRUNK_DOWNLOAD_HEADER = HEADER.pack(_WHOLE_TRUNK_DOWNLOAD, Command.DOWNLOAD_FILE, 0)
 WHOLE_TRUNK_DOWNLOAD_FRAME_LEN = HEADER.size + _WHOLE_TRUNK_DOWNLOAD
@@ -111,6 +120,9 @@ class StorageService:
         mode = store.config.sync_mode
         self.durable = mode == "always"
         self.durable_meta = mode != "none"
+        #: Small uploads are stored on the event loop unless their commit waits for a sync.
+        self._uploads_wait = self.durable or (self.durable_meta and store.config.dedup)
+        self._path_count = store.config.store_path_count
         self._group_field = FileIdReply(self.group, "x").encode_body()[:16]
         self._whole_download_head = bytes(16) + self._group_field  # offset 0, length 0, group
         self._frames: dict[int, Callable[[int, bytes], Result]] = {
@@ -173,6 +185,27 @@ class StorageService:
         if 0 < trunk_file_size(filename) <= SMALL_DOWNLOAD:  # a 0-byte file is EINVAL, on the full path
             return reply(self.store.get(self.prefix + filename))
         return None
+
+    def whole_upload(self, frame: bytes) -> bytes | None:
+        """The reply to a whole small UPLOAD_FILE ``frame`` (header included) stored at once; else ``None``.
+
+        For a frame that arrived in one read: it skips the streaming decoder and the upload session.
+        Anything it does not take (durable mode, whose writes wait for fsync in a thread; a malformed
+        head; another command) is ``None``, for the general path to answer.
+        """
+        if self._uploads_wait or not _UPLOAD_DATA_START <= len(frame) <= SMALL_UPLOAD_FRAME_LEN:
+            return None
+        pkg_len, cmd, _status = HEADER.unpack_from(frame)
+        if cmd != _UPLOAD_FILE or pkg_len != len(frame) - HEADER.size:
+            return None
+        index, file_size, raw_ext = UPLOAD_HEAD.unpack_from(frame, HEADER.size)
+        if file_size != len(frame) - _UPLOAD_DATA_START or (index != STORE_PATH_ANY and index >= self._path_count):
+            return None
+        try:
+            ext = check_ext(decode_fixed(raw_ext, "ext"))
+        except ProtocolError:
+            return None
+        return self.file_id_reply(self.store.put(frame[_UPLOAD_DATA_START:], ext))
 
     def _download(self, status: int, body: bytes) -> Result:
         whole = self.whole_download(body)

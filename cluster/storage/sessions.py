@@ -29,15 +29,13 @@ from cluster.protocol import (
     UploadSlaveFileRequest,
 )
 
-from .handlers import EMPTY_REPLY, check_appender
+from .handlers import EMPTY_REPLY, SMALL_UPLOAD, check_appender
 
 if TYPE_CHECKING:
     from trunkstore.upload import Upload
 
     from .handlers import StorageService
 
-#: Uploads up to this size are received on the event loop (in memory); larger ones in threads.
-SMALL_UPLOAD = 64 * 1024
 #: Append and modify data is written in pieces of up to this many bytes.
 FLUSH_BYTES = 256 * 1024
 

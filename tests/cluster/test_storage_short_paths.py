@@ -1,21 +1,23 @@
-"""The storage's short path for its commonest request: a whole small trunk file, in one read.
+"""The storage's short paths for its commonest requests, arriving whole in one read: the download of a
+whole small trunk file, and a small upload when no sync is needed to acknowledge it.
 
-It must answer exactly as the general path does: the bytes, ENOENT for a deleted file (the connection
-stays open), EINVAL and a closed connection for another group, and requests split across reads or
-several in one read go the general way with the same answers, in order.
+They must answer exactly as the general path does: the bytes, ENOENT for a deleted file (the connection
+stays open), EINVAL and a closed connection for another group or a bad extension, and requests split
+across reads or several in one read go the general way with the same answers, in order.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from procs import ServerProcess, WireClient, start_storage
-from storage_wire import DOWNLOAD, EINVAL, ENOENT, GROUP, delete, frame, upload
+from storage_wire import DOWNLOAD, EINVAL, ENOENT, GROUP, UPLOAD, delete, filename_of, frame, upload
 
-from cluster.protocol import DownloadFileRequest
+from cluster.protocol import DownloadFileRequest, UploadFileRequest
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +79,47 @@ def test_a_frame_of_the_same_length_but_another_command_is_not_taken_for_a_downl
         wire.send(frame(DOWNLOAD + 1, body))  # 15 GET_METADATA with a download's body: malformed
         status, _ = wire.reply()
         assert status == EINVAL
+
+
+def raw_upload(data: bytes, ext: bytes = b"txt", size: int | None = None, index: int = 0xFF) -> bytes:
+    head = struct.pack("!Bq6s", index, len(data) if size is None else size, ext)
+    return frame(UPLOAD, head + data)
+
+
+@pytest.mark.parametrize("sync_mode", ["none", "always"])
+def test_small_upload_in_one_write_is_stored(tmp_path: Path, sync_mode: str) -> None:
+    with start_storage(tmp_path, sync_mode=sync_mode) as server, WireClient(server.address) as wire:
+        for size in (0, 1, 4096, 64 * 1024):
+            data = os.urandom(size)
+            wire.send(UploadFileRequest(0xFF, size, "jpg").encode(data))
+            status, body = wire.reply()
+            assert status == 0
+            name = filename_of(body)
+            assert name.endswith(".jpg")
+            if size:
+                wire.send(whole(name))
+                assert wire.reply() == (0, data)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "closed"),
+    [
+        (raw_upload(b"abc", ext=b"a/b"), True),  # bad extension: EINVAL
+        (raw_upload(b"abc", index=7), True),  # no store path 7: EINVAL
+    ],
+    ids=["bad-ext", "bad-store-path"],
+)
+def test_refused_small_uploads_answer_as_the_general_path(
+    storage: ServerProcess, request_bytes: bytes, closed: bool
+) -> None:
+    with WireClient(storage.address) as wire:
+        wire.send(request_bytes)
+        assert wire.reply() == (EINVAL, b"")
+        assert wire.closed_by_peer() is closed
+
+
+def test_upload_whose_size_field_disagrees_is_refused(storage: ServerProcess) -> None:
+    with WireClient(storage.address) as wire:
+        wire.send(raw_upload(b"abcdef", size=3))
+        assert wire.reply() == (EINVAL, b"")
+        assert wire.closed_by_peer()
