@@ -167,6 +167,11 @@ def storage_stats(store: Store, connections: tuple[int, int, int]) -> StorageSta
     )
 
 
+def _stop_requested() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class TrackerReporter:
     """Keeps this storage joined to one tracker, for as long as the task runs."""
 
@@ -211,6 +216,10 @@ class TrackerReporter:
             except asyncio.CancelledError:
                 raise
             except (OSError, EOFError, TimeoutError, ProtocolError, ClusterError) as exc:
+                if _stop_requested():
+                    # asyncio.wait_for hands back a failure that comes at the moment of a cancellation
+                    # and swallows the cancellation: without this the task would go on retrying.
+                    raise asyncio.CancelledError from exc
                 if not failing:
                     log.warning("tracker %s:%d: %s; retrying", self.tracker.host, self.tracker.port, exc or type(exc))
                 failing = True

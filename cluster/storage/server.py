@@ -138,10 +138,12 @@ class StorageServer:
     async def stop(self, grace: float = 10.0) -> None:
         """Finish requests in progress (up to ``grace`` seconds), then close everything."""
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
+            # asyncio.wait_for can swallow a cancellation that meets a result: cancel until it ends.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.5)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                task.result()
         self._tasks.clear()
         await self.connections.stop(grace)
         await asyncio.sleep(0)  # let the connections closed last see connection_lost

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 from pathlib import Path
 
@@ -10,7 +12,8 @@ from conftest import Cluster, storage_is_offered
 from procs import ServerProcess, WireClient, start_storage, start_tracker, wait_for
 from storage_wire import GROUP, download, upload
 
-from cluster.protocol import ListStoragesReply, StatLayout, StorageStat, StorageStatus
+from cluster.protocol import Address, ListStoragesReply, StatLayout, StorageStat, StorageStatus
+from cluster.storage.reporter import Identity, JoinState, Timing, TrackerReporter
 
 LIST_STORAGE = 92
 
@@ -95,3 +98,29 @@ def test_storage_rejoins_a_restarted_tracker(tmp_path: Path) -> None:
         assert tracker.stop() == 0
         with start_tracker(tmp_path, port=port, base_path=base) as again:
             wait_for(lambda: is_active(again, storage), message="ACTIVE again after the tracker restarted")
+
+
+def test_a_reporter_stops_when_its_cancellation_meets_a_failure(tmp_path: Path) -> None:
+    """asyncio.wait_for, cancelled while the connect it waits for fails, raises the failure and drops
+    the cancellation; the reporter must still end (a storage stopped at once after starting hung)."""
+
+    class Reporter(TrackerReporter):
+        async def _connect(self) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0)  # the cancellation arrives here and is swallowed, as wait_for does
+            raise ConnectionRefusedError("refused")
+
+    identity = Identity("group1", "127.0.0.1", 23000, 1, 256, 0, 0, ())
+    reporter = Reporter(
+        Address("127.0.0.1", 9), identity, JoinState(str(tmp_path / "state.json")), Timing(1, 1, 0.1, 1),
+        stats=lambda: pytest.fail("no beat without a connection"), usage=tuple,
+    )  # fmt: skip
+
+    async def run() -> None:
+        await asyncio.wait_for(reporter.run(), timeout=10)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run())
