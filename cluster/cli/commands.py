@@ -67,11 +67,16 @@ def cluster_up(options: argparse.Namespace) -> int:
         sync_mode=options.sync_mode,
         stat_layout=options.stat_layout,
     )
-    # Ctrl-C during start-up interrupts up(), which stops what it started; once the cluster is
-    # ready, Ctrl-C and SIGTERM become a stop request handled below.
-    started = bundle.up(spec, detach=options.detach)
+    # In the foreground, Ctrl-C and SIGTERM become a stop request from before the first server
+    # starts, so that no moment exists at which an interrupt could leave servers running; a
+    # request made during start-up is acted on as soon as every server is ready.
     stop_request = None if options.detach else bundle.StopRequest()
     try:
+        started = bundle.up(spec, detach=options.detach)
+        if stop_request is not None and stop_request.requested:
+            stopped = bundle.stop(started)
+            print(f"interrupted during start-up; stopped {len(stopped)} server(s)")
+            return 130
         trackers = ",".join(t.address for t in started.trackers)
         print(f"trackers: {trackers}")
         print("\n".join(bundle.describe(started)))

@@ -95,9 +95,37 @@ def test_foreground_cluster_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        leftover = bundle.Bundle.load(tmp_path)
+        if leftover is not None:
+            bundle.stop(leftover)  # whatever happened above, no server outlives the test
     assert proc.returncode == 0, errors
     assert "stopped 4 server(s)" in rest
     assert not loaded.running()
+
+
+def test_ctrl_c_during_start_up_stops_what_was_started(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cluster.cli", "cluster", "up", "--dir", str(tmp_path), *FREE_PORTS,
+         "--trackers", "2", "--sync-mode", "none"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        # Interrupt once the first server's directory exists: start-up is under way.
+        wait_for(lambda: (tmp_path / "tracker0" / "server.log").exists(), timeout=30, message="start-up")
+        os.kill(proc.pid, signal.SIGINT)
+        out, errors = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        leftover = bundle.Bundle.load(tmp_path)
+        if leftover is not None:
+            bundle.stop(leftover)
+    assert proc.returncode == 130, errors
+    assert "interrupted during start-up" in out
+    started = bundle.Bundle.load(tmp_path)
+    assert started is not None and not started.running()
+    assert not any(pid_alive(s.pid) and bundle.process_matches(s) for s in started.servers)
 
 
 def test_detached_cluster_status_refuses_a_second_start_and_goes_down(tmp_path: Path) -> None:
