@@ -39,7 +39,7 @@ CONFIGURATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("64 KiB, 1 connection, sync none, one query", ("-s", "64K", "-c", "1", "--sync-mode", "none", "--query", "once")),
 )
 
-#: The issue's targets: one connection, 4 KiB, storage requests only.
+#: The targets: one connection, 4 KiB, storage requests only.
 TARGETS = {"upload": 10_000, "download": 20_000}
 TARGET_LABEL = CONFIGURATIONS[0][0]
 
@@ -66,7 +66,7 @@ def run_configuration(label: str, args: Sequence[str], count: int, repeat: int) 
 
 
 def targets_markdown(measurements: Sequence[dict[str, Any]]) -> str:
-    """The issue's targets against the medians of the first configuration."""
+    """The targets against the medians of the first configuration."""
     lines = ["| target | measured (median) | met? |", "|---|--:|---|"]
     first = next(m for m in measurements if m["label"] == TARGET_LABEL)
     for op, target in TARGETS.items():
