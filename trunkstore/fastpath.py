@@ -21,7 +21,7 @@ import binascii
 import mmap
 import struct
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
 
 from trunkstore.fileid import _CANONICAL_LAST
 from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE
@@ -35,6 +35,7 @@ _NAME = struct.Struct(">IIIIIxIII")
 TrunkName: TypeAlias = tuple[int, int, int, int, int, int, int, int]
 _CANONICAL = frozenset(c.encode()[0] for c in _CANONICAL_LAST)
 _FLAGS = 0x88000000  # of the size field's high word: SIZE_MARK | TRUNK_FLAG
+_NO_LIMIT = 1 << 32
 
 
 class SlotMap:
@@ -97,8 +98,16 @@ def make_decoder(group: str) -> Callable[[str], tuple[bytes, TrunkName] | None]:
     return decode
 
 
-def make_reader(group: str, slots: SlotMap, crc32: Callable[[bytes], int] | None) -> Callable[[str], bytes | None]:
+class WholeReader(Protocol):
+    """``reader(file_id, limit=...)``: a whole trunk file's bytes, or ``None``."""
+
+    def __call__(self, file_id: str, limit: int = ..., /) -> bytes | None: ...
+
+
+def make_reader(group: str, slots: SlotMap, crc32: Callable[[bytes], int] | None) -> WholeReader:
     """A function returning a whole trunk file's bytes for a valid ID of ``group``, else ``None``.
+
+    Its second argument, if given, is the largest size to read: a larger file is ``None`` too.
 
     With ``crc32``, the bytes are verified against the crc32 in the slot header (and so in the ID).
     """
@@ -107,11 +116,13 @@ def make_reader(group: str, slots: SlotMap, crc32: Callable[[bytes], int] | None
     entries = slots.entries
     unpack_header = HEADER.unpack_from
 
-    def read_whole(file_id: str) -> bytes | None:
+    def read_whole(file_id: str, limit: int = _NO_LIMIT, /) -> bytes | None:
         decoded = decode(file_id)
         if decoded is None:
             return None
         raw, (_source, mtime, _high, size, crc, trunk_id, offset, alloc) = decoded
+        if size > limit:
+            return None
         entry = entries.get(trunk_id)
         # The offset must be where a live slot starts: a header-like run of bytes inside another
         # file's data names nothing.

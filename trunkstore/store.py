@@ -300,6 +300,20 @@ class Store:
         counters.download_bytes += len(data)
         return data
 
+    def read_small(self, file_id: str, limit: int) -> bytes | None:
+        """A whole trunk file of at most ``limit`` bytes, from the read fast path; ``None`` otherwise.
+
+        ``None`` says nothing about the file: use :meth:`get`, which reads any file or reports
+        precisely why it cannot.  For servers that answer small reads at once and larger ones otherwise.
+        """
+        data = self._read_whole(file_id, limit)
+        if data is not None:
+            counters = self.counters
+            counters.download_total += 1
+            counters.download_ok += 1
+            counters.download_bytes += len(data)
+        return data
+
     def _get_slow(self, file_id: str, offset: int, length: int | None) -> bytes:
         return reading.read(self, file_id, offset, length)
 

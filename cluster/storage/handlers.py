@@ -182,8 +182,14 @@ class StorageService:
             filename = body[32:].decode("ascii")
         except UnicodeDecodeError:
             return None
-        if 0 < trunk_file_size(filename) <= SMALL_DOWNLOAD:  # a 0-byte file is EINVAL, on the full path
-            return reply(self.store.get(self.prefix + filename))
+        file_id = self.prefix + filename
+        data = self.store.read_small(file_id, SMALL_DOWNLOAD)
+        if data:
+            return reply(data)
+        # Not found by the engine's fast path (or 0 bytes): a small trunk file is still read here, so
+        # that a stale ID gets the engine's precise error; a 0-byte file is EINVAL on the full path.
+        if 0 < trunk_file_size(filename) <= SMALL_DOWNLOAD:
+            return reply(self.store.get(file_id))
         return None
 
     def whole_upload(self, frame: bytes) -> bytes | None:

@@ -709,3 +709,20 @@ def test_stats_counters(open_store, check_store):
     store.delete(small)
     assert store.stats().trunk_free_bytes == 4 * MIB
     check_store(store)
+
+
+def test_read_small_reads_whole_small_trunk_files_only(open_store):
+    store = open_store(sync_mode="none")
+    small = store.put(b"x" * 1000, "txt")
+    large = store.put(b"y" * 5000, "txt")
+    empty = store.put(b"", "txt")
+    served = store.counters.download_ok
+    assert store.read_small(small, 4096) == b"x" * 1000
+    assert store.counters.download_ok == served + 1  # counted as a download, like get
+    assert store.read_small(large, 4096) is None  # over the limit: the caller reads it otherwise
+    assert store.read_small(large, 5000) == b"y" * 5000
+    assert store.read_small(empty, 4096) == b""
+    store.delete(small)
+    assert store.read_small(small, 4096) is None  # a stale ID: get() says why
+    with pytest.raises(FileNotFound):
+        store.get(small)
