@@ -395,18 +395,26 @@ class TrunkPool:
     def _flush(self) -> None:
         """One group-commit round: data, then records, then what waited for the records."""
         with self._lock:
-            payload = bytes(self._pending)
-            self._pending.clear()
-            dirty, self._dirty = self._dirty, set()
-            new_dirs, self._new_dirs = self._new_dirs, set()
-            frees, self._frees_after_commit = self._frees_after_commit, []
-            unlinks, self._unlinks_after_commit = self._unlinks_after_commit, []
+            payload, dirty, new_dirs, frees, unlinks = self._take_staged()
         self._write_durably(payload, dirty, new_dirs)
         with self._lock:
             for container in unlinks:
                 self._unlink(container)
             self._release_freed(frees)
             self._maybe_snapshot()
+
+    def _take_staged(
+        self,
+    ) -> tuple[bytes, set[TrunkContainer], set[str], list[Extent], list[TrunkContainer]]:
+        """Everything staged for the next commit, taken (the lock is held): records, dirty containers,
+        new directories, frees and unlinks that wait for the records."""
+        payload = bytes(self._pending)
+        self._pending.clear()
+        dirty, self._dirty = self._dirty, set()
+        new_dirs, self._new_dirs = self._new_dirs, set()
+        frees, self._frees_after_commit = self._frees_after_commit, []
+        unlinks, self._unlinks_after_commit = self._unlinks_after_commit, []
+        return payload, dirty, new_dirs, frees, unlinks
 
     def _write_durably(self, payload: bytes, dirty: set[TrunkContainer], new_dirs: set[str]) -> None:
         try:
@@ -426,12 +434,7 @@ class TrunkPool:
     def _drain(self) -> None:
         """Journal everything staged and finish what waited for it, all under the held lock."""
         while self._pending or self._frees_after_commit or self._unlinks_after_commit:
-            payload = bytes(self._pending)
-            self._pending.clear()
-            dirty, self._dirty = self._dirty, set()
-            new_dirs, self._new_dirs = self._new_dirs, set()
-            frees, self._frees_after_commit = self._frees_after_commit, []
-            unlinks, self._unlinks_after_commit = self._unlinks_after_commit, []
+            payload, dirty, new_dirs, frees, unlinks = self._take_staged()
             self._write_durably(payload, dirty, new_dirs)
             for container in unlinks:
                 self._unlink(container)

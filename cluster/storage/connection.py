@@ -85,10 +85,9 @@ class StorageConnection(Connection):
                 return
             if result is not None:
                 self.last_active = time.monotonic()
-                self.send(result)
-                self.served += 1
-                if self._write_paused:
-                    self.hold(self._drained())
+                pending = self._replied(result)
+                if pending is not None:
+                    self.hold(pending)
                 return
         super().data_received(data)
 
@@ -144,13 +143,17 @@ class StorageConnection(Connection):
             self.fail(exc)
             return None
         if result.__class__ is bytes:
-            self.send(result)
-            self.served += 1
-            # A client that sends requests without reading the replies must not make them pile up.
-            return self._drained() if self._write_paused else None
+            return self._replied(result)
         if isinstance(result, Region):
             return self._send_region(result)
         return self._reply_from_thread(result)  # type: ignore[arg-type]
+
+    def _replied(self, reply: bytes) -> Awaitable[Any] | None:
+        """Send a whole reply; what to wait for before the next request, if anything."""
+        self.send(reply)
+        self.served += 1
+        # A client that sends requests without reading the replies must not make them pile up.
+        return self._drained() if self._write_paused else None
 
     async def _drained(self) -> None:
         """Wait for the client to read what was sent; one that stops reading is dropped."""

@@ -182,15 +182,10 @@ class StorageService:
             filename = body[32:].decode("ascii")
         except UnicodeDecodeError:
             return None
-        file_id = self.prefix + filename
-        data = self.store.read_small(file_id, SMALL_DOWNLOAD)
-        if data:
-            return reply(data)
-        # Not found by the engine's fast path (or 0 bytes): a small trunk file is still read here, so
-        # that a stale ID gets the engine's precise error; a 0-byte file is EINVAL on the full path.
-        if 0 < trunk_file_size(filename) <= SMALL_DOWNLOAD:
-            return reply(self.store.get(file_id))
-        return None
+        data = self.store.read_small(self.prefix + filename, SMALL_DOWNLOAD)
+        # Anything the engine's fast path does not find (a stale ID, a 0-byte file, which is EINVAL)
+        # goes the general way, which reports precisely why.
+        return reply(data) if data else None
 
     def whole_upload(self, frame: bytes) -> bytes | None:
         """The reply to a whole small UPLOAD_FILE ``frame`` (header included) stored at once; else ``None``.
