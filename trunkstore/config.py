@@ -200,6 +200,9 @@ _CONF_KEYS: dict[str, str] = {
     "dedup": "bool",
     "verify_crc_on_read": "bool",
     "snapshot_every": "int",
+    "storage_id": "int",
+    "trunk_id_start": "int",
+    "trunk_id_step": "int",
 }
 
 #: Every key :meth:`StoreConfig.from_values` understands (for callers that warn about unknown keys).

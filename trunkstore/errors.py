@@ -58,9 +58,21 @@ class FileNotFound(_OSFlavoured, FileNotFoundError):
 
 
 class FileExists(_OSFlavoured, FileExistsError):
-    """A slave file with that name exists already."""
+    """A file of that name exists already (a slave name that is taken, a replica applied before)."""
 
     status = _errno.EEXIST
+
+
+class AlreadyExists(FileExists):
+    """A replicated file or change that this store holds already: applying it again changes nothing."""
+
+
+class SlotConflict(AlreadyExists):
+    """A replicated trunk file's slot is taken by another live file; that file is left as it is."""
+
+
+class ContentMismatch(InvalidArgument):
+    """Replicated bytes that disagree with what their file ID records (size or crc32)."""
 
 
 class StoreFull(_OSFlavoured):

@@ -27,10 +27,10 @@ def recover(pool: TrunkPool) -> int:
     """Rebuild ``pool``'s containers and free space from the journal; returns how many records replayed."""
     snapshot, records = pool._journal.load()
     if snapshot is not None:
-        pool._next_trunk_id = max(pool._next_trunk_id, snapshot.next_trunk_id)
+        pool._next_trunk_id = max(pool._next_trunk_id, _own_id_from(pool, snapshot.next_trunk_id))
         for state in snapshot.containers:
             _adopt(pool, state.trunk_id, state.store_path, state.sub_high, state.sub_low, state.capacity)
-            space = pool._spaces[state.store_path]
+            space = pool._space(state.trunk_id, state.store_path)
             space.add_container(state.trunk_id, state.capacity, free=False)
             for offset, size in state.free:
                 space.free(state.trunk_id, offset, size)
@@ -63,7 +63,7 @@ def _clear_freed_after_replay(pool: TrunkPool, freed: list[tuple[int, int, int]]
         container = pool.containers.get(trunk_id)
         if container is None:
             continue
-        extents = pool._spaces[container.store_path].extents(trunk_id)
+        extents = pool._space_for(container).extents(trunk_id)
         starts = [e.offset for e in extents]
         for start, end in ranges:
             index = max(bisect.bisect_right(starts, start) - 1, 0)
@@ -82,8 +82,11 @@ def _apply(pool: TrunkPool, record: journal.Record) -> None:
             if record.store_path >= len(pool._spaces):
                 raise CorruptData(f"journal names store path {record.store_path}, which is not configured")
             _adopt(pool, trunk_id, record.store_path, record.sub_high, record.sub_low, record.size)
-            pool._spaces[record.store_path].add_container(trunk_id, record.size)
-            pool._next_trunk_id = max(pool._next_trunk_id, trunk_id + pool._config.trunk_id_step)
+            pool._space(trunk_id, record.store_path).add_container(trunk_id, record.size)
+            # Only this store's own containers move its next trunk id on: another storage's (replicas)
+            # have ids from another part of the trunk-id space.
+            if pool.is_own(trunk_id):
+                pool._next_trunk_id = max(pool._next_trunk_id, trunk_id + pool._config.trunk_id_step)
         elif kind == journal.ALLOC:
             pool._space_of(trunk_id).reserve(trunk_id, record.offset, record.size)
         elif kind == journal.FREE:
@@ -91,11 +94,18 @@ def _apply(pool: TrunkPool, record: journal.Record) -> None:
         elif kind == journal.REMOVE_CONTAINER:
             container = pool._unregister(trunk_id)
             if container is not None:
-                pool._spaces[container.store_path].remove_container(trunk_id)
+                pool._space_for(container).remove_container(trunk_id)
                 container.close()
                 unlink_quietly(container.path)
     except FreeSpaceError as exc:
         raise CorruptData(f"allocation journal contradicts itself: {exc}") from exc
+
+
+def _own_id_from(pool: TrunkPool, trunk_id: int) -> int:
+    """The first id of the store's own part of the trunk-id space at or after ``trunk_id`` (a snapshot
+    taken with other ``trunk_id_start`` / ``trunk_id_step`` settings may hold an id outside it)."""
+    start, step = pool._config.trunk_id_start, pool._config.trunk_id_step
+    return start + max(0, -(-(trunk_id - start) // step)) * step
 
 
 def _adopt(pool: TrunkPool, trunk_id: int, store_path: int, sub_high: int, sub_low: int, capacity: int) -> None:
@@ -119,7 +129,7 @@ def snapshot_of(pool: TrunkPool) -> Snapshot:
     """
     containers: list[ContainerState] = []
     for trunk_id, container in sorted(pool.containers.items()):
-        space = pool._spaces[container.store_path]
+        space = pool._space_for(container)
         extents = [(e.offset, e.size) for e in space.extents(trunk_id)]
         extents += [(offset, size) for (tid, offset), size in pool._unlogged.items() if tid == trunk_id]
         containers.append(_state(container, _merge(extents)))

@@ -30,7 +30,7 @@ from typing import TypeAlias
 
 from trunkstore import diskio, journal, recovery
 from trunkstore.config import StoreConfig
-from trunkstore.errors import CorruptData, FileNotFound, StoreClosed, StoreFull
+from trunkstore.errors import CorruptData, FileNotFound, InvalidArgument, SlotConflict, StoreClosed, StoreFull
 from trunkstore.fastpath import SlotMap
 from trunkstore.freespace import Extent, FreeSpace, FreeSpaceError
 from trunkstore.groupcommit import GroupCommit
@@ -41,6 +41,9 @@ from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
 from trunkstore.trunk import TrunkContainer
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
+
+#: Removed containers are closed a batch at a time, at a snapshot or when this many more were removed.
+_RETIRED_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,12 @@ class TrunkPool:
         self._mode = config.sync_mode
         self._lock = threading.Lock()
         self._group = config.group_name
+        # Free space per store path: of this store's own containers, where it allocates, and of the
+        # group's other storages' containers (replicas), which only their owners' writes fill.
         self._spaces = [FreeSpace(config.slot_min_size) for _ in layout.store_dirs]
+        self._foreign_spaces = [FreeSpace(config.slot_min_size) for _ in layout.store_dirs]
+        self._id_start = config.trunk_id_start
+        self._id_step = config.trunk_id_step
         self.containers: dict[int, TrunkContainer] = {}
         #: The open containers' memory maps, for the lock-free read fast path.
         self.slot_map = SlotMap()
@@ -134,7 +142,7 @@ class TrunkPool:
         """The starts of the slots tiling the allocated runs of ``container``; the lock is held."""
         trunk_id = container.trunk_id
         starts: set[int] = set()
-        for run in self._spaces[container.store_path].allocated(trunk_id):
+        for run in self._space_for(container).allocated(trunk_id):
             position, end = run.offset, run.offset + run.size
             while position < end:
                 found, position = container.slots(position, end)
@@ -167,11 +175,21 @@ class TrunkPool:
                 starts = self._slot_starts(container)
         return offset in starts
 
+    def is_own(self, trunk_id: int) -> bool:
+        """Whether ``trunk_id`` is in this store's part of the trunk-id space, the only part it allocates in."""
+        return trunk_id >= self._id_start and (trunk_id - self._id_start) % self._id_step == 0
+
+    def _space(self, trunk_id: int, store_path: int) -> FreeSpace:
+        return (self._spaces if self.is_own(trunk_id) else self._foreign_spaces)[store_path]
+
+    def _space_for(self, container: TrunkContainer) -> FreeSpace:
+        return self._space(container.trunk_id, container.store_path)
+
     def _space_of(self, trunk_id: int) -> FreeSpace:
         container = self.containers.get(trunk_id)
         if container is None:
             raise FreeSpaceError(f"unknown container {trunk_id}")
-        return self._spaces[container.store_path]
+        return self._space_for(container)
 
     # ---- allocation -------------------------------------------------------------------------------
     def reserve(self, store_path: int, size: int) -> Reservation:
@@ -239,45 +257,92 @@ class TrunkPool:
         For files too large to hold in memory or to write while holding the lock.
         """
         reservation = self.reserve(store_path, alloc)
-        container, offset, size = reservation.container, reservation.offset, reservation.size
+        header = HEADER.pack(TYPE_FILE, reservation.size, file_size, crc, mtime, ext7)
+        ticket = self.fill(reservation, header, None, source_fd, file_size)
+        return reservation.container, reservation.offset, reservation.size, ticket
+
+    def fill(
+        self, reservation: Reservation, header: bytes, data: Buffer | None, source_fd: int = -1, count: int = 0
+    ) -> int:
+        """Write a reserved slot's header and data (``data``, or ``count`` bytes from the start of the file
+        ``source_fd``) and :meth:`confirm` it; the reservation is released if that fails.  Returns the ticket."""
+        container = reservation.container
         try:
-            header = HEADER.pack(TYPE_FILE, size, file_size, crc, mtime, ext7)
-            container.write_slot_from(offset, header, source_fd, file_size)
-            ticket = self.confirm(reservation)
+            if data is not None:
+                container.write_slot(reservation.offset, header, data)
+            else:
+                container.write_slot_from(reservation.offset, header, source_fd, count)
+            return self.confirm(reservation)
         except BaseException as exc:
             self.release(reservation)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 raise StoreFull(f"file system full while writing trunk {container.trunk_id}") from exc
             raise
-        return container, offset, size, ticket
 
-    def reserve_at(self, trunk_id: int, offset: int, size: int) -> Reservation:
-        """Reserve exactly ``[offset, offset + size)`` of an existing container (it must be free)."""
-        with self._lock:
-            self._check_usable()
-            container = self.containers.get(trunk_id)
-            if container is None:
+    def reserve_at(
+        self, trunk_id: int, offset: int, size: int, home: tuple[int, int, int] | None = None
+    ) -> Reservation:
+        """Reserve exactly ``[offset, offset + size)`` of container ``trunk_id``: a replica's slot.
+
+        ``home`` is ``(store_path, sub_high, sub_low)``: where the container must be, and where it is
+        created (journaled like any new container) if this store does not have it.  Raises
+        :class:`SlotConflict` if the container is elsewhere or the range is not wholly free,
+        :class:`FileNotFound` if there is no such container and no ``home``.
+        """
+        if offset < 0 or size <= 0 or offset + size > self._config.trunk_file_size:
+            raise InvalidArgument(f"slot {trunk_id}:{offset}+{size} lies outside a trunk container")
+        waited = False
+        while True:
+            with self._lock:
+                self._check_usable()
+                # A container whose removal is not durable yet keeps its file until then; a slot being
+                # freed is free once its record is (both happen only with sync_mode="always").
+                if trunk_id not in self._removing:
+                    try:
+                        return self._reserve_exact(trunk_id, offset, size, home)
+                    except SlotConflict:
+                        if waited or not any(key[0] == trunk_id for key in self._freeing):
+                            raise
+                        waited = True
+            self._commit.wait(self._commit.ticket())
+
+    def _reserve_exact(self, trunk_id: int, offset: int, size: int, home: tuple[int, int, int] | None) -> Reservation:
+        container = self.containers.get(trunk_id)
+        if container is None:
+            if home is None:
                 raise FileNotFound(f"no trunk container {trunk_id}")
-            try:
-                self._spaces[container.store_path].reserve(trunk_id, offset, size)
-            except FreeSpaceError as exc:
-                raise StoreFull(f"slot {trunk_id}:{offset}+{size} is not free: {exc}") from exc
-            self._unlogged[(trunk_id, offset)] = size
-            return Reservation(container, offset, size)
+            container = self._create_container_at(trunk_id, *home)
+        elif home is not None and (container.store_path, container.sub_high, container.sub_low) != home:
+            raise SlotConflict(f"trunk container {trunk_id} is in {container.id_prefix}, not where the ID says")
+        try:
+            self._space_for(container).reserve(trunk_id, offset, size)
+        except FreeSpaceError as exc:
+            raise SlotConflict(f"slot {trunk_id}:{offset}+{size} is not free: {exc}") from None
+        self._unlogged[(trunk_id, offset)] = size
+        return Reservation(container, offset, size)
 
     def _create_container(self, store_path: int) -> None:
+        """A new container of this store's own, at its next trunk id that no container has."""
         trunk_id = self._next_trunk_id
-        self._next_trunk_id += self._config.trunk_id_step
+        while trunk_id in self.containers or trunk_id in self._removing:
+            trunk_id += self._id_step
         high, low = self._layout.next_subdir(store_path)
+        self._create_container_at(trunk_id, store_path, high, low)
+
+    def _create_container_at(self, trunk_id: int, store_path: int, high: int, low: int) -> TrunkContainer:
+        """Create, register and journal an empty container ``trunk_id`` in ``data/HH/HH``; the lock is held."""
+        if self.is_own(trunk_id):
+            self._next_trunk_id = max(self._next_trunk_id, trunk_id + self._id_step)
         directory = self._layout.ensure_data_dir(store_path, high, low)
         path = self._layout.container_path(store_path, high, low, trunk_id)
         capacity = self._config.trunk_file_size
         container = TrunkContainer.create(path, trunk_id, store_path, high, low, capacity)
         self._register(container)
         self._know_starts(container, set())
-        self._spaces[store_path].add_container(trunk_id, capacity)
+        self._space(trunk_id, store_path).add_container(trunk_id, capacity)
         self._log(journal.encode_record(journal.NEW_CONTAINER, trunk_id, 0, capacity, store_path, high, low))
         self._new_dirs.add(directory)
+        return container
 
     def confirm(self, reservation: Reservation) -> int:
         """Publish a written slot.  Returns a ticket for :meth:`wait` (0: nothing to wait for)."""
@@ -294,12 +359,15 @@ class TrunkPool:
         return self._commit.ticket()
 
     def release(self, reservation: Reservation) -> None:
-        """Give back a reservation whose write failed."""
+        """Give back a reservation whose write failed (another storage's container goes if now empty)."""
         container = reservation.container
         with self._lock:
             if self._unlogged.pop((container.trunk_id, reservation.offset), None) is None:
                 return
-            self._spaces[container.store_path].free(container.trunk_id, reservation.offset, reservation.size)
+            space = self._space_for(container)
+            space.free(container.trunk_id, reservation.offset, reservation.size)
+            if space is not self._spaces[container.store_path] and space.is_empty_container(container.trunk_id):
+                self._remove_container(container)
 
     def wait(self, ticket: int) -> None:
         if ticket:
@@ -326,7 +394,7 @@ class TrunkPool:
                 or (
                     # A live slot starting at offset whose header (its alloc_size included) is the
                     # expected one: then [offset, offset + size) is exactly that slot, allocated.
-                    self._spaces[container.store_path].is_free(trunk_id, offset, size)
+                    self._space_for(container).is_free(trunk_id, offset, size)
                     if expected_header is None
                     else offset not in self._slot_starts(container)
                     or expected_header[1:5] != size.to_bytes(4, "big")
@@ -353,19 +421,23 @@ class TrunkPool:
         """
         for extent in extents:
             container = self.containers[extent.trunk_id]
-            space = self._spaces[container.store_path]
+            space = self._space_for(container)
             merged = space.free(extent.trunk_id, extent.offset, extent.size)
             container.clear(extent.offset, extent.size, merged.offset, merged.offset + merged.size)
             self._freeing.discard((extent.trunk_id, extent.offset))
             starts = self._starts.get(extent.trunk_id)
             if starts is not None:
                 starts.discard(extent.offset)
-            if space.is_empty_container(extent.trunk_id) and len(space.containers()) > 1:
+            # An empty container is removed, except the last of this store's own in a store path (the
+            # next upload would create it again); another storage's is removed as soon as it is empty.
+            if space.is_empty_container(extent.trunk_id) and (
+                space is not self._spaces[container.store_path] or len(space.containers()) > 1
+            ):
                 self._remove_container(container)
 
     def _remove_container(self, container: TrunkContainer) -> None:
         trunk_id = container.trunk_id
-        self._spaces[container.store_path].remove_container(trunk_id)
+        self._space_for(container).remove_container(trunk_id)
         self._unregister(trunk_id)
         self._dirty.discard(container)
         self._removing[trunk_id] = container
@@ -379,6 +451,15 @@ class TrunkPool:
         _unlink_quietly(container.path)
         self._removing.pop(container.trunk_id, None)
         self._retired.append(container)
+        if len(self._retired) >= _RETIRED_BATCH:
+            # Many removals between snapshots (other storages' containers come and go with their
+            # owners' writes): close the older batch now rather than keep a descriptor per removal.
+            self._close_retired()
+
+    def _close_retired(self) -> None:
+        for old in self._retired_old:
+            old.close()
+        self._retired_old, self._retired = self._retired, []
 
     # ---- journaling -------------------------------------------------------------------------------
     def _log(self, record: bytes) -> None:
@@ -470,15 +551,13 @@ class TrunkPool:
         """
         self._drain()
         self._journal.write_snapshot(recovery.snapshot_of(self))
-        for old in self._retired_old:
-            old.close()
-        self._retired_old, self._retired = self._retired, []
+        self._close_retired()
 
     def mark_shared(self, trunk_id: int, offset: int) -> None:
         """Mark a slot as shared by several IDs (dedup), durably unless syncing is off."""
         with self._lock:
             container = self.containers.get(trunk_id)
-            if container is None or self._spaces[container.store_path].is_free(trunk_id, offset):
+            if container is None or self._space_for(container).is_free(trunk_id, offset):
                 raise FileNotFound(f"no slot at trunk {trunk_id} offset {offset}")
             container.write(offset, TYPE_SHARED)
         if self._mode != "none":
@@ -505,7 +584,7 @@ class TrunkPool:
             container = self.containers.get(trunk_id)
             if container is None or (trunk_id, offset) in self._freeing:
                 return False
-            return not self._spaces[container.store_path].is_free(trunk_id, offset, size)
+            return not self._space_for(container).is_free(trunk_id, offset, size)
 
     def allocated_extents(self) -> Iterator[tuple[TrunkContainer, Extent]]:
         """Every allocated run of every container (a run may hold several slots back to back)."""
@@ -513,7 +592,7 @@ class TrunkPool:
             runs = [
                 (container, run)
                 for trunk_id, container in sorted(self.containers.items())
-                for run in self._spaces[container.store_path].allocated(trunk_id)
+                for run in self._space_for(container).allocated(trunk_id)
             ]
         yield from runs
 
@@ -521,16 +600,19 @@ class TrunkPool:
         """Problems found in the allocation state (empty when every invariant holds)."""
         problems: list[str] = []
         with self._lock:
-            for index, space in enumerate(self._spaces):
-                try:
-                    space._check()
-                except AssertionError as exc:
-                    problems.append(f"store path {index}: free-space tree: {exc}")
-                for trunk_id in space.containers():
-                    if self.containers.get(trunk_id) is None:
-                        problems.append(f"store path {index}: container {trunk_id} tracked but not open")
+            for own, spaces in ((True, self._spaces), (False, self._foreign_spaces)):
+                for index, space in enumerate(spaces):
+                    try:
+                        space._check()
+                    except AssertionError as exc:
+                        problems.append(f"store path {index}: free-space tree: {exc}")
+                    for trunk_id in space.containers():
+                        if self.containers.get(trunk_id) is None:
+                            problems.append(f"store path {index}: container {trunk_id} tracked but not open")
+                        if self.is_own(trunk_id) != own:
+                            problems.append(f"store path {index}: container {trunk_id} is in the wrong free space")
             for trunk_id, container in self.containers.items():
-                if not self._spaces[container.store_path].has_container(trunk_id):
+                if not self._space_for(container).has_container(trunk_id):
                     problems.append(f"container {trunk_id} open but has no free-space entry")
                 if not os.path.exists(container.path):
                     problems.append(f"container {trunk_id} file {container.path} is missing")
@@ -554,7 +636,7 @@ class TrunkPool:
         """``{trunk_id: [(offset, size), ...]}``; the lock is held by the caller (see :meth:`quiesced`)."""
         result = {}
         for trunk_id, container in self.containers.items():
-            result[trunk_id] = [(e.offset, e.size) for e in self._spaces[container.store_path].extents(trunk_id)]
+            result[trunk_id] = [(e.offset, e.size) for e in self._space_for(container).extents(trunk_id)]
         for trunk_id, container in self._removing.items():
             result[trunk_id] = [(0, container.size)]
         return result
@@ -563,9 +645,9 @@ class TrunkPool:
         with self._lock:
             return {
                 "trunk_containers": len(self.containers),
-                "trunk_free_bytes": sum(space.free_bytes for space in self._spaces),
+                "trunk_free_bytes": sum(space.free_bytes for space in [*self._spaces, *self._foreign_spaces]),
                 "trunk_capacity_bytes": sum(c.size for c in self.containers.values()),
-                "trunk_free_extents": sum(len(space) for space in self._spaces),
+                "trunk_free_extents": sum(len(space) for space in [*self._spaces, *self._foreign_spaces]),
                 "journal_generation": self._journal.gen,
             }
 
