@@ -8,7 +8,9 @@
 
 from trunkstore.config import StoreConfig
 from trunkstore.errors import (
+    AlreadyExists,
     ConfigError,
+    ContentMismatch,
     CorruptData,
     FileExists,
     FileNotFound,
@@ -16,6 +18,7 @@ from trunkstore.errors import (
     InvalidArgument,
     InvalidFileId,
     NotAppender,
+    SlotConflict,
     StoreClosed,
     StoreFull,
     TrunkstoreError,
@@ -26,8 +29,10 @@ from trunkstore.store import Store
 from trunkstore.upload import Upload
 
 __all__ = [
+    "AlreadyExists",
     "CheckReport",
     "ConfigError",
+    "ContentMismatch",
     "CorruptData",
     "FileExists",
     "FileId",
@@ -39,6 +44,7 @@ __all__ = [
     "InvalidFileId",
     "NotAppender",
     "ScrubReport",
+    "SlotConflict",
     "Store",
     "StoreClosed",
     "StoreConfig",

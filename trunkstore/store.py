@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, BinaryIO
 
-from trunkstore import appender, dedup, filemeta, plainfiles, reading, upload
+from trunkstore import appender, dedup, filemeta, plainfiles, reading, replica, upload
 from trunkstore import fileid as fid
 from trunkstore.checksum import crc32
 from trunkstore.config import StoreConfig
@@ -446,6 +446,24 @@ class Store:
         self._check_ext(ext)
         self.counters.upload_total += 1
         return upload.put_slave_stream(self, master_id, prefix, data, ext)
+
+    # ---- replicas: another storage's files and changes, at their file IDs (see trunkstore.replica) -----
+    def open_replica_upload(self, file_id: str, size: int) -> Upload:
+        """Start receiving another storage's file of ``size`` bytes; :meth:`Upload.commit` stores it under
+        exactly ``file_id``.  :class:`AlreadyExists` if it is here already, at once or at the commit."""
+        return replica.open_upload(self, file_id, size)
+
+    def put_replica(self, file_id: str, data: bytes) -> None:
+        """Store another storage's file under exactly ``file_id`` (see :meth:`open_replica_upload`)."""
+        replica.put(self, file_id, data)
+
+    def append_replica(self, file_id: str, offset: int, data: bytes) -> None:
+        """Apply an append another storage made at ``offset`` (its size then) of an appender file."""
+        replica.append(self, file_id, offset, data)
+
+    def rename_replica(self, src_id: str, dest_id: str) -> None:
+        """Apply another storage's renaming of appender file ``src_id`` to normal file ``dest_id``."""
+        replica.rename(self, src_id, dest_id)
 
     # ---- metadata ---------------------------------------------------------------------------------
     def set_meta(self, file_id: str, meta: Mapping[str, str], merge: bool = False) -> None:

@@ -40,6 +40,7 @@ from trunkstore.slot import HEADER_SIZE, slot_size
 from trunkstore.space import SpaceGuard
 
 if TYPE_CHECKING:
+    from trunkstore.replica import ReplicaTarget
     from trunkstore.store import Store
 
 Buffer = bytes | bytearray | memoryview
@@ -68,6 +69,7 @@ class Upload:
         "_counted",
         "_ext",
         "_hasher",
+        "_replica",
         "_slave",
         "_slot_spooled",
         "_state",
@@ -91,6 +93,7 @@ class Upload:
         slave: tuple[str, str, str] | None = None,
         dedup: bool = False,
         counted: bool = True,
+        replica: ReplicaTarget | None = None,
     ) -> None:
         self._store = store
         self.size = size
@@ -100,13 +103,18 @@ class Upload:
         self._appender = appender
         #: For a slave file: ``(master ID, its path, its ID)``.
         self._slave = slave
+        #: For another storage's file: where it goes (see :mod:`trunkstore.replica`).
+        self._replica = replica
         self._counted = counted
         #: Spooled to disk, but committed into a trunk slot.
         self._slot_spooled = slot_spooled
         self._state = _OPEN
         self._hasher = ContentHasher() if dedup else None
         in_slot = in_memory or slot_spooled
-        admitted = slot_size(size, store._slot_min, store._align) if in_slot else max(size, 0)
+        if replica is not None:
+            admitted = replica.admitted
+        else:
+            admitted = slot_size(size, store._slot_min, store._align) if in_slot else max(size, 0)
         guard = store._guard
         guard.admit(store_path, admitted)
         self._buffer: bytearray | None = None
@@ -159,7 +167,9 @@ class Upload:
         store = self._store
         try:
             store._live()
-            if self._buffer is not None:
+            if self._replica is not None:
+                file_id = self._replica.commit(self._buffer, self._writer)
+            elif self._buffer is not None:
                 file_id = store._put_bytes(self._buffer, self._ext, self._store_path)
             elif self._slot_spooled:
                 file_id = self._copy_into_slot()
