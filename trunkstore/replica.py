@@ -26,6 +26,7 @@ same bytes (the owner gave one slot to several uploads): the ID is then one more
 from __future__ import annotations
 
 import os
+import re
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -42,9 +43,9 @@ from trunkstore.errors import (
     NotAppender,
     SlotConflict,
 )
-from trunkstore.fileid import TRUNK_INFO, FileId, FileKind
+from trunkstore.fileid import APPENDER_FLAG, TRUNK_INFO, FileId, FileKind
 from trunkstore.plainfiles import Spooled, SpoolWriter
-from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_SHARED
+from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
 from trunkstore.upload import MEMORY_LIMIT, Upload
 
 if TYPE_CHECKING:
@@ -53,6 +54,11 @@ if TYPE_CHECKING:
 Buffer = bytes | bytearray | memoryview
 
 _SLOT_KEY = struct.Struct(">5s12sII")
+#: The directory part of a file ID (``Mxx/HH/HH/``) and its extension part.
+_DIRECTORY = re.compile(rb"M([0-9A-F]{2})/([0-9A-F]{2})/([0-9A-F]{2})/")
+_TAIL = re.compile(rb"[A-Za-z0-9_.-]{7}")
+_HEX = {f"{value:02X}".encode(): value for value in range(256)}
+_APPENDER_HIGH = APPENDER_FLAG >> 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +142,13 @@ def open_upload(store: Store, file_id: str, size: int) -> Upload:
 def put(store: Store, file_id: str, data: Buffer) -> None:
     """See :meth:`Store.put_replica`."""
     store._live()
+    if not store._dedup and _put_in_free_slot(store, file_id, data):
+        return
     replica = target(store, file_id, len(data))
     if replica.parsed.trunk is None:
         upload.upload_all(open_upload(store, file_id, len(data)), [data])
         return
-    # A trunk file held in memory already: straight into its slot (the hot path of replication).
+    # A trunk file held in memory already: straight into its slot.
     replica.check_crc(crc32(data))
     store_path, admitted = replica.parsed.store_path, replica.admitted
     store._guard.admit(store_path, admitted)
@@ -152,6 +160,66 @@ def put(store: Store, file_id: str, data: Buffer) -> None:
 
 
 # ---- trunk slots -------------------------------------------------------------------------------------
+def _put_in_free_slot(store: Store, file_id: str, data: Buffer) -> bool:
+    """The hot path of replication: a small trunk file that passes every check, into its free slot.
+
+    ``False``, with nothing done, for anything else (a slot that is not free included): the full path
+    then stores it or says precisely why it cannot.
+    """
+    slot = _decode_slot(store, file_id, data)
+    if slot is None:
+        return False
+    trunk_id, offset, alloc, home, header = slot
+    store_path = home[0]
+    guard, pool = store._guard, store._pool
+    guard.admit(store_path, alloc)
+    try:
+        try:
+            reservation = pool.reserve_at(trunk_id, offset, alloc, home)
+        except SlotConflict:
+            guard.release(store_path, alloc)
+            return False
+        pool.wait(pool.fill(reservation, header, data))
+    except BaseException:
+        guard.release(store_path, alloc)
+        raise
+    return True
+
+
+def _decode_slot(store: Store, file_id: str, data: Buffer) -> tuple[int, int, int, tuple[int, int, int], bytes] | None:
+    """``(trunk_id, offset, alloc_size, (store_path, sub_high, sub_low), header)`` of a trunk file's ID
+    of this store's group and store paths that names ``data`` (its size and crc32) in a slot that fits
+    a container; ``None`` for anything else.
+
+    Decoded from the ID's fixed positions as the read fast path does (:mod:`trunkstore.fastpath`),
+    without building a :class:`FileId`: its decoder checks the group, the length, the base64 parts and
+    the trunk flags, and the directory part and the extension part are checked here, so every ID
+    taken is one the full parser takes, with the same meaning.
+    """
+    decoded = store._decode_trunk_id(file_id)
+    if decoded is None:
+        return None
+    raw, (_source, mtime, high, size, crc, trunk_id, offset, alloc) = decoded
+    start = store._remote_start
+    directory = _DIRECTORY.match(raw, start)
+    if directory is None:
+        return None
+    home = (_HEX[directory[1]], _HEX[directory[2]], _HEX[directory[3]])
+    if (
+        high & _APPENDER_HIGH  # a size field no storage makes: the full checks say what it means
+        or home[0] >= store._path_count
+        or max(home[1], home[2]) >= store.config.subdir_count_per_path
+        or _TAIL.fullmatch(raw, start + 53) is None
+        or size != len(data)
+        or trunk_id < 1
+        or alloc < size + HEADER_SIZE
+        or offset + alloc > store.config.trunk_file_size
+        or crc != crc32(data)
+    ):
+        return None
+    return trunk_id, offset, alloc, home, HEADER.pack(TYPE_FILE, alloc, size, crc, mtime, raw[start + 53 :])
+
+
 def write_slot(replica: ReplicaTarget, data: Buffer | None, spooled: Spooled | None) -> None:
     """Write a checked trunk replica (from memory or a spool file) into exactly the slot its ID names."""
     store = replica.store

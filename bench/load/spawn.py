@@ -1,4 +1,5 @@
-"""A throwaway local cluster for ``--spawn``: one tracker and one storage on 127.0.0.1.
+"""A throwaway local cluster for ``--spawn``: one tracker and one storage (or several, replicating
+each other in one group) on 127.0.0.1.
 
 Each server is ``python -m cluster.tracker|cluster.storage --conf FILE --port 0`` with a conf file
 written into a temporary directory; it is ready when it prints ``<role> ready on HOST:PORT``.  The
@@ -22,7 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from cluster.protocol import QueryStoreOneRequest, StoreTargetReply
+from cluster.client import Client
+from cluster.protocol import QueryStoreOneRequest, StorageStatus, StoreTargetReply
 
 from .wire import ReplyError, Wire
 
@@ -100,7 +102,11 @@ class Server:
 
 
 class LocalCluster:
-    """A tracker and a storage in a temporary directory; a context manager."""
+    """A tracker and ``storages`` storages of one group in a temporary directory; a context manager.
+
+    With several storages each gets a numeric storage ID and trunk containers of its own, as
+    ``trunkstore cluster up`` gives them; :attr:`storages` lists their addresses.
+    """
 
     def __init__(
         self,
@@ -108,6 +114,7 @@ class LocalCluster:
         group: str = "group1",
         storage_conf: Mapping[str, str] | None = None,
         base: str | None = None,
+        storages: int = 1,
     ) -> None:
         if sync_mode not in SYNC_MODES:
             raise ValueError(f"sync mode must be one of {', '.join(SYNC_MODES)}, not {sync_mode!r}")
@@ -118,28 +125,54 @@ class LocalCluster:
         self.root: Path | None = None
         self.servers: list[Server] = []
         self.tracker_address = ""
+        self.storage_count = storages
+        #: ``HOST:PORT`` of each storage, in start order.
+        self.storages: list[str] = []
 
     def start(self) -> str:
         """Start both servers; the tracker's ``HOST:PORT`` once the storage is offered for uploads."""
         self.root = Path(tempfile.mkdtemp(prefix="trunkstore-load-", dir=self.base))
         tracker_dir = self.root / "tracker"
-        storage_dir = self.root / "storage"
         tracker_dir.mkdir()
-        storage_dir.mkdir()
         tracker_conf = write_conf(tracker_dir / "tracker.conf", {"base_path": tracker_dir, "bind_addr": "127.0.0.1"})
         tracker = self._start("tracker", tracker_conf, tracker_dir)
-        storage_settings: dict[str, object] = {
-            "group_name": self.group,
-            "base_path": storage_dir,
-            "bind_addr": "127.0.0.1",
-            "tracker_server": tracker.address,
-            "sync_mode": self.sync_mode,
-            **self.storage_conf,
-        }
-        storage = self._start("storage", write_conf(storage_dir / "storage.conf", storage_settings), storage_dir)
         self.tracker_address = tracker.address
-        self._wait_offered(tracker, storage)
+        for number in range(self.storage_count):
+            storage_dir = self.root / ("storage" if self.storage_count == 1 else f"storage{number}")
+            storage_dir.mkdir()
+            storage_settings: dict[str, object] = {
+                "group_name": self.group,
+                "base_path": storage_dir,
+                "bind_addr": "127.0.0.1",
+                "tracker_server": tracker.address,
+                "sync_mode": self.sync_mode,
+                **self.storage_conf,
+            }
+            if self.storage_count > 1:
+                storage_settings.update(
+                    storage_id=100001 + number,
+                    trunk_id_start=number + 1,
+                    trunk_id_step=self.storage_count,
+                    heart_beat_interval=1,
+                )
+            conf = write_conf(storage_dir / "storage.conf", storage_settings)
+            storage = self._start("storage", conf, storage_dir)
+            self.storages.append(storage.address)
+            if self.storage_count == 1:
+                self._wait_offered(tracker, storage)
+        if self.storage_count > 1:
+            self._wait_all_active()
         return tracker.address
+
+    def _wait_all_active(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        with Client([self.tracker_address]) as client:
+            while time.monotonic() < deadline:
+                found = client.list_storages(self.group)
+                if len(found) == self.storage_count and all(s.status is StorageStatus.ACTIVE for s in found):
+                    return
+                time.sleep(0.1)
+        raise RuntimeError(f"the {self.storage_count} storages did not all become ACTIVE")
 
     def _start(self, role: str, conf: Path, directory: Path) -> Server:
         server = Server(role, conf, directory / "server.log")

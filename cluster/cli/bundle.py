@@ -40,6 +40,12 @@ class ClusterRunning(ClusterError):
     """A cluster recorded in the directory is still running."""
 
 
+#: Storages a bundle may have; also the stride of each group member's trunk container IDs.
+MAX_STORAGES = 256
+#: The first storage's numeric ID (FastDFS's storage_ids.conf numbering).
+FIRST_STORAGE_ID = 100001
+
+
 @dataclass(frozen=True, slots=True)
 class BundleSpec:
     """What ``cluster up`` starts."""
@@ -63,12 +69,9 @@ class BundleSpec:
             raise ConfigError("--trackers must be 1 .. 16")
         if not 1 <= self.groups <= 64:
             raise ConfigError("--groups must be 1 .. 64")
-        if not self.groups <= self.storages <= 256:
-            raise ConfigError("--storages must be at least --groups (every group needs a storage) and at most 256")
-        if self.storages > self.groups:
+        if not self.groups <= self.storages <= MAX_STORAGES:
             raise ConfigError(
-                "each group gets exactly one storage: replication between the storages of a group "
-                "is not available in this version, so --storages must equal --groups"
+                f"--storages must be at least --groups (every group needs a storage) and at most {MAX_STORAGES}"
             )
         for name, port, count in (
             ("--tracker-port", self.tracker_port, self.trackers),
@@ -196,8 +199,14 @@ def up(spec: BundleSpec, *, detach: bool) -> Bundle:
         for index, port in enumerate(_ports(spec.storage_port, spec.storages, previous, "storage")):
             base = directory / f"storage{index}"
             group = f"group{index % spec.groups + 1}"
+            member = index // spec.groups
             settings = {
                 "group_name": group,
+                # Numeric IDs in the file names say which storage of the group wrote a file, even with
+                # every storage on 127.0.0.1; and each member creates its own trunk containers.
+                "storage_id": FIRST_STORAGE_ID + index,
+                "trunk_id_start": member + 1,
+                "trunk_id_step": MAX_STORAGES,
                 "bind_addr": "127.0.0.1",
                 "port": port,
                 "base_path": str(base),
@@ -304,9 +313,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = {
-            signum: signal.signal(signum, self._request) for signum in (signal.SIGINT, signal.SIGTERM)
-        }
+        self._previous = {signum: signal.signal(signum, self._request) for signum in (signal.SIGINT, signal.SIGTERM)}
 
     def _request(self, signum: int, frame: object) -> None:
         self.requested = True

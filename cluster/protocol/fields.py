@@ -19,6 +19,9 @@ from .errors import ProtocolError
 
 GROUP_LEN = 16
 STORAGE_ID_LEN = 16
+#: A file ID's 4-byte source field holds a numeric storage ID (FastDFS's ``use_storage_id``) when it
+#: is 1 .. this, else a storage's IPv4 address.
+MAX_SERVER_ID = (1 << 24) - 1
 IP_LEN = 16  # IPv4 text with room for a NUL: storage-side messages
 TRACKER_IP_LEN = 15  # IPv4 text in tracker query replies: no room for a NUL
 IP_TEXT_LEN = 46  # INET6_ADDRSTRLEN: the storage <-> tracker messages that allow IPv6

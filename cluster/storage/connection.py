@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cluster.errors import ClusterError, status_for_exception
+from cluster.errors import AccessDenied, ClusterError, status_for_exception
 from cluster.protocol import BodyChunk, Command, Frame, ProtocolError, RequestDecoder, RequestHead
 from cluster.protocol.frames import HEADER, HEADER_SIZE
 from cluster.runtime import Connection
@@ -37,6 +37,7 @@ from .handlers import (
     reply_header,
 )
 from .sessions import Session, open_session
+from .sync_apply import SYNC_COMMANDS
 from .transfer import send_region
 
 if TYPE_CHECKING:
@@ -138,6 +139,8 @@ class StorageConnection(Connection):
             self.close()
             return None
         try:
+            if frame.cmd in SYNC_COMMANDS:
+                self._check_peer(frame.cmd)
             result = self.service.handle_frame(frame.cmd, frame.status, frame.body)
         except Exception as exc:
             self.fail(exc)
@@ -147,6 +150,11 @@ class StorageConnection(Connection):
         if isinstance(result, Region):
             return self._send_region(result)
         return self._reply_from_thread(result)  # type: ignore[arg-type]
+
+    def _check_peer(self, cmd: int) -> None:
+        ip = self.peer.rpartition(":")[0]
+        if not self.storage.accepts_sync_from(ip):
+            raise AccessDenied(f"{Command(cmd).name} from {self.peer}, which is not a storage of this group")
 
     def _replied(self, reply: bytes) -> Awaitable[Any] | None:
         """Send a whole reply; what to wait for before the next request, if anything."""
@@ -188,6 +196,8 @@ class StorageConnection(Connection):
     # ---- streamed requests ------------------------------------------------------------------------
     def _head(self, request: Any) -> Awaitable[Any] | None:
         try:
+            if request.COMMAND in SYNC_COMMANDS:
+                self._check_peer(request.COMMAND)
             session = open_session(self.service, request)
         except Exception as exc:
             session = _Refused(exc)

@@ -23,6 +23,7 @@ import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cluster.errors import InvalidRequest, NotFound
 from cluster.protocol import (
@@ -43,10 +44,15 @@ from cluster.protocol import (
     encode_metadata,
 )
 from cluster.protocol.codes import STORE_PATH_ANY
-from cluster.protocol.fields import check_ext, decode_fixed
+from cluster.protocol.fields import MAX_SERVER_ID, check_ext, decode_fixed
 from cluster.protocol.frames import HEADER
 from cluster.protocol.upload_messages import UPLOAD_HEAD
 from trunkstore import FileKind, FileNotFound, Store
+
+from .binlog import Binlog
+
+if TYPE_CHECKING:
+    from .sync_apply import SyncApplier
 
 #: Downloads up to this size are read into memory and sent with their header in one write.
 SMALL_DOWNLOAD = 64 * 1024
@@ -113,8 +119,14 @@ class StorageService:
     Such work is returned as :data:`Blocking` for a thread; otherwise it is done at once.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, binlog: Binlog | None = None) -> None:
         self.store = store
+        #: Where every change is recorded for the group's other storages (none: not replicated).
+        self.binlog = binlog
+        #: Applies the peers' SYNC_* requests, once replication is enabled.
+        self.replica: SyncApplier | None = None
+        #: The IP of the group member with a numeric storage ID, if known (set with replication).
+        self.member_ip: Callable[[str], str | None] = lambda storage_id: None
         self.group = store.group
         self.prefix = store.group + "/"
         mode = store.config.sync_mode
@@ -150,6 +162,23 @@ class StorageService:
     def file_id_reply(self, file_id: str) -> bytes:
         """The reply naming a new file: ``group[16]`` and its remote name, without a NUL."""
         return reply(self._group_field + file_id[len(self.prefix) :].encode("ascii"))
+
+    def created(self, file_id: str) -> bytes:
+        """A client's upload is stored: record it for the peers, and the reply naming it."""
+        filename = file_id[len(self.prefix) :]
+        if self.binlog is not None:
+            self.binlog.record("C", filename)
+        return reply(self._group_field + filename.encode("ascii"))
+
+    def changed(self, op: str, file_id: str, *extra: object) -> None:
+        """Record a client's change of ``file_id`` for the peers (binlog ``op``, upper case)."""
+        if self.binlog is not None:
+            self.binlog.record(op, file_id[len(self.prefix) :], *extra)
+
+    def enable_replication(self, applier: SyncApplier) -> None:
+        """Serve the peers' SYNC_* requests with ``applier``."""
+        self.replica = applier
+        self._frames.update(applier.handlers())
 
     # ---- dispatch ---------------------------------------------------------------------------------
     def serves(self, cmd: int) -> bool:
@@ -206,7 +235,7 @@ class StorageService:
             ext = check_ext(decode_fixed(raw_ext, "ext"))
         except ProtocolError:
             return None
-        return self.file_id_reply(self.store.put(frame[_UPLOAD_DATA_START:], ext))
+        return self.created(self.store.put(frame[_UPLOAD_DATA_START:], ext))
 
     def _download(self, status: int, body: bytes) -> Result:
         whole = self.whole_download(body)
@@ -245,6 +274,7 @@ class StorageService:
 
         def work() -> bytes:
             self.store.delete(file_id)
+            self.changed("D", file_id)
             return EMPTY_REPLY
 
         # A delete also drops the file's metadata, a SQLite commit.
@@ -258,6 +288,7 @@ class StorageService:
 
         def work() -> bytes:
             self.store.set_meta(file_id, meta, merge=merge)
+            self.changed("U", file_id)
             return EMPTY_REPLY
 
         return self._maybe_blocking(work, self.durable_meta)
@@ -275,24 +306,36 @@ class StorageService:
         stat = self.store.stat(file_id)
         # The crc32 in an appender's ID is its first upload's, and a slave's ID is its master's: FastDFS
         # computes theirs from the contents unless the client asked it not to.
+        source_ip = self._source_ip(stat.source, stat.source_ip)
         if stat.kind not in (FileKind.APPENDER, FileKind.SLAVE) or request.flags & FileInfoFlag.NO_CRC32:
-            return FileInfoReply(stat.size, stat.create_time, stat.crc32, stat.source_ip).encode()
+            return FileInfoReply(stat.size, stat.create_time, stat.crc32, source_ip).encode()
         store = self.store
 
         def work() -> bytes:
             path, offset, size = store.locate(file_id)
             crc = _crc32_of(path, offset, size, file_id)
-            return FileInfoReply(size, stat.create_time, crc, stat.source_ip).encode()
+            return FileInfoReply(size, stat.create_time, crc, source_ip).encode()
 
         return work
+
+    def _source_ip(self, source: int, decoded: str) -> str:
+        """The address of the storage that made a file: for a numeric storage ID, the member's IP, as
+        FastDFS's storage answers from its table of IDs."""
+        if not 0 < source <= MAX_SERVER_ID:
+            return decoded
+        config = self.store.config
+        if source == config.storage_id:
+            return config.storage_ip
+        return self.member_ip(str(source)) or decoded
 
     def _truncate(self, status: int, body: bytes) -> Result:
         request = TruncateFileRequest.decode(body)
         file_id = self.own_file_id(request.filename)
-        check_appender(self.store, file_id)
+        old_size = check_appender(self.store, file_id)
 
         def work() -> bytes:
             self.store.truncate(file_id, request.new_size)
+            self.changed("T", file_id, old_size, request.new_size)
             return EMPTY_REPLY
 
         return self._maybe_blocking(work, self.durable)
@@ -303,7 +346,9 @@ class StorageService:
         check_appender(self.store, file_id)
 
         def work() -> bytes:
-            return self.file_id_reply(self.store.regenerate_appender_name(file_id))
+            new_id = self.store.regenerate_appender_name(file_id)
+            self.changed("R", new_id, request.filename)
+            return self.file_id_reply(new_id)
 
         # It reads the whole file for its crc32: never on the event loop.
         return work

@@ -8,9 +8,11 @@ with exponential backoff.  On each connection (FastDFS's ``tracker_report_thread
     STORAGE_BEAT                     every heart_beat_interval; with the 348-byte counters block
                                      every stat_report_interval (and right after joining)
     STORAGE_REPORT_DISK_USAGE        every stat_report_interval: total and free MB per store path
+    STORAGE_SYNC_REPORT              after a beat, when replication from peers has progressed
 
 The replies to beats and reports may list the group's members (``StorageBrief``); the latest list
-is kept in :attr:`TrackerReporter.peers` for replication.
+is kept in :attr:`TrackerReporter.peers` for replication, which also asks the tracker questions of
+its own on the same connection (:meth:`TrackerReporter.call`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cluster.errors import ClusterError, ConnectionLost, error_for_status
@@ -40,6 +42,8 @@ from cluster.protocol import (
     StorageJoinRequest,
     StorageStats,
     StorageStatus,
+    SyncProgress,
+    SyncReportRequest,
     TrackerChangesReply,
     decode_header,
 )
@@ -67,6 +71,8 @@ class Identity:
     up_time: int
     trackers: tuple[Address, ...]
     version: str = VERSION
+    #: The numeric storage ID written into this storage's file IDs, announced as its ID; else its IP.
+    storage_id: str = ""
 
 
 class JoinState:
@@ -131,8 +137,11 @@ def disk_usage(store: Store) -> tuple[DiskUsage, ...]:
     return tuple(usage)
 
 
-def storage_stats(store: Store, connections: tuple[int, int, int]) -> StorageStats:
-    """The beat's counters block from the store's counters and ``(limit, current, peak)`` connections."""
+def storage_stats(
+    store: Store, connections: tuple[int, int, int], replication: Mapping[str, int] | None = None
+) -> StorageStats:
+    """The beat's counters block from the store's counters, ``(limit, current, peak)`` connections and
+    the replication fields (:meth:`cluster.storage.replication.Replication.stats`)."""
     c = store.counters.snapshot()
     alloc, current, peak = connections
     return StorageStats(
@@ -164,6 +173,7 @@ def storage_stats(store: Store, connections: tuple[int, int, int]) -> StorageSta
         total_download_bytes=c["download_bytes"],
         success_download_bytes=c["download_bytes"],
         last_heart_beat_time=int(time.time()),
+        **(replication or {}),
     )
 
 
@@ -183,6 +193,7 @@ class TrackerReporter:
         timing: Timing,
         stats: Callable[[], StorageStats],
         usage: Callable[[], tuple[DiskUsage, ...]],
+        sync_progress: Callable[[], tuple[SyncProgress, ...]] = tuple,
     ) -> None:
         self.tracker = tracker
         self.identity = identity
@@ -190,6 +201,10 @@ class TrackerReporter:
         self.timing = timing
         self._stats = stats
         self._usage = usage
+        self._sync_progress = sync_progress
+        self._reported_progress: tuple[SyncProgress, ...] = ()
+        #: One request at a time on the connection: the beat loop and replication share it.
+        self._calling = asyncio.Lock()
         #: The status the tracker last gave this storage (NONE before the first join).
         self.status = StorageStatus.NONE
         #: The group's members as the tracker last listed them.
@@ -246,7 +261,7 @@ class TrackerReporter:
         me = self.identity
         request = StorageJoinRequest(
             group=me.group,
-            storage_id=me.ip,
+            storage_id=me.storage_id or me.ip,
             storage_port=me.port,
             store_path_count=me.store_path_count,
             subdir_count_per_path=me.subdir_count_per_path,
@@ -259,7 +274,8 @@ class TrackerReporter:
             current_tracker_ip=self.tracker.host,
             trackers=me.trackers,
         )
-        reply = StorageJoinReply.decode(await self._call(request))
+        self._reported_progress = ()
+        reply = StorageJoinReply.decode(await self.call(request))
         self.status = reply.status
         self.state.record(reply.status)
         self.joined = True
@@ -278,13 +294,22 @@ class TrackerReporter:
                 await self._changes(BeatRequest(self._stats()))
             else:
                 await self._changes(BeatRequest())
+            progress = self._sync_progress()
+            if progress and progress != self._reported_progress:
+                await self._changes(SyncReportRequest(progress))
+                self._reported_progress = progress
             self.beats += 1
             await asyncio.sleep(timing.heart_beat_interval)
 
     async def _changes(self, request: Request) -> None:
-        reply = TrackerChangesReply.decode(await self._call(request))
+        reply = TrackerChangesReply.decode(await self.call(request))
         if reply.flags & ChangeFlag.GROUP_CHANGED or reply.briefs:
             self.peers = reply.briefs
+
+    async def call(self, request: Request) -> bytes:
+        """Send ``request`` on this tracker connection and return the reply body."""
+        async with self._calling:
+            return await self._call(request)
 
     async def _call(self, request: Request) -> bytes:
         reader, writer = self._reader, self._writer

@@ -30,6 +30,7 @@ from trunkstore import Store
 from .config import StorageConfig
 from .connection import StorageConnection
 from .handlers import StorageService
+from .replication import Replication
 from .reporter import Identity, JoinState, Timing, TrackerReporter, disk_usage, storage_stats
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class StorageServer:
         )
         self.peak_connections = 0
         self._service: StorageService | None = None
+        self.replication: Replication | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._cleanups: set[concurrent.futures.Future[Any]] = set()
 
@@ -70,7 +72,11 @@ class StorageServer:
     @property
     def peers(self) -> tuple[StorageBrief, ...]:
         """The group's members as the trackers last listed them (the longest list heard), for replication."""
-        return max((reporter.peers for reporter in self.reporters), key=len, default=())
+        return self.replication.members if self.replication is not None else ()
+
+    def accepts_sync_from(self, ip: str) -> bool:
+        """Whether a connection from ``ip`` may send SYNC_* requests: only the group's members."""
+        return self.replication is not None and self.replication.accepts(ip)
 
     def track(self, cleanup: concurrent.futures.Future[Any]) -> None:
         """Remember background clean-up work so that :meth:`stop` waits for it."""
@@ -87,6 +93,14 @@ class StorageServer:
         store_config = config.store.replace(storage_ip=self.storage_ip)
         self.store = await loop.run_in_executor(self.executor, lambda: Store(config.base_path, store_config))
         self._service = StorageService(self.store)
+        self.replication = Replication(
+            config.base_path,
+            self._service,
+            self.executor,
+            self.reporters,
+            config.connect_timeout,
+            config.network_timeout,
+        )
         self.port = await self.connections.listen(config.listen_host, config.port)
         log.info(
             "storage of %s on %s:%d, store at %s (sync_mode=%s)",
@@ -97,6 +111,7 @@ class StorageServer:
             store_config.sync_mode,
         )
         self._start_reporters()
+        self.replication.start(self.storage_ip, self.port, sync_binlog=store_config.sync_mode != "none")
 
     def _start_reporters(self) -> None:
         config = self.config
@@ -111,20 +126,24 @@ class StorageServer:
             upload_priority=config.upload_priority,
             up_time=int(time.time()),
             trackers=config.tracker_servers,
+            storage_id="" if config.store.storage_id is None else str(config.store.storage_id),
         )
         timing = Timing(
             config.connect_timeout, config.network_timeout, config.heart_beat_interval, config.stat_report_interval
         )
         loop = asyncio.get_running_loop()
         state = JoinState(os.path.join(config.base_path, STATE_FILE))
+        replication = self.replication
+        assert replication is not None
         for tracker in config.tracker_servers:
             reporter = TrackerReporter(
                 tracker,
                 identity,
                 state,
                 timing,
-                lambda: storage_stats(store, self.connection_counts()),
+                lambda: storage_stats(store, self.connection_counts(), replication.stats()),
                 lambda: disk_usage(store),
+                replication.sync_progress,
             )
             self.reporters.append(reporter)
             self._tasks.append(loop.create_task(reporter.run(), name=f"tracker {tracker.host}:{tracker.port}"))
@@ -145,11 +164,15 @@ class StorageServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 task.result()
         self._tasks.clear()
+        if self.replication is not None:
+            await self.replication.stop()
         await self.connections.stop(grace)
         await asyncio.sleep(0)  # let the connections closed last see connection_lost
         if self._cleanups:
             await asyncio.wait([asyncio.wrap_future(f) for f in list(self._cleanups)], timeout=grace)
         await asyncio.to_thread(self.executor.shutdown, wait=True)
+        if self.replication is not None:
+            self.replication.close()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None

@@ -100,8 +100,7 @@ class UploadSession(Session):
 
     def finish(self) -> bytes:
         assert self.upload is not None
-        file_id = self.upload.commit()
-        return self.service.file_id_reply(file_id)
+        return self.service.created(self.upload.commit())
 
     def abort(self) -> None:
         if self.upload is not None:
@@ -131,7 +130,7 @@ class SmallUploadSession(Session):
     def finish(self) -> bytes:
         parts = self.parts
         data = parts[0] if len(parts) == 1 else b"".join(parts)
-        return self.service.file_id_reply(self.service.store.put(data, self.ext))
+        return self.service.created(self.service.store.put(data, self.ext))
 
     def abort(self) -> None:
         self.parts = []
@@ -177,7 +176,11 @@ class _RewriteSession(Session):
 
     def finish(self) -> bytes:
         self._flush()
+        self._record()
         return EMPTY_REPLY
+
+    def _record(self) -> None:
+        raise NotImplementedError
 
 
 class AppendSession(_RewriteSession):
@@ -189,6 +192,9 @@ class AppendSession(_RewriteSession):
     def _store(self, data: bytes) -> None:
         self.service.store.append(self.file_id, data)
         self.written += len(data)
+
+    def _record(self) -> None:
+        self.service.changed("A", self.file_id, self.original_size, self.written)
 
     def abort(self) -> None:
         self._pending.clear()
@@ -212,8 +218,13 @@ class ModifySession(_RewriteSession):
         self.service.store.modify(self.file_id, self.offset + self.written, data)
         self.written += len(data)
 
+    def _record(self) -> None:
+        self.service.changed("M", self.file_id, self.offset, self.written)
+
     def abort(self) -> None:
         self._pending.clear()
+        if self.written:
+            self._record()  # what was written stays (as FastDFS's), so the peers get it too
 
 
 def open_session(service: StorageService, request: StreamedRequest) -> Session:
@@ -226,4 +237,8 @@ def open_session(service: StorageService, request: StreamedRequest) -> Session:
         return AppendSession(service, request)
     if isinstance(request, ModifyFileRequest):
         return ModifySession(service, request)
+    if service.replica is not None:
+        replica_session = service.replica.open_session(request)
+        if replica_session is not None:
+            return replica_session
     raise InvalidRequest(f"{request.command.name} is not served to clients")

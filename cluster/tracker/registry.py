@@ -5,7 +5,9 @@ the port it announces in STORAGE_JOIN; internally the key is ``"ip:port"``, so t
 one host (127.0.0.1 in tests) are distinct.  Its storage ID, which the protocol carries in 16 bytes
 (listings, briefs, sync requests), is its IP text as in FastDFS, unless another storage of the group
 already has that IP: then it is ``"ip:port"`` (or a hex form when that does not fit), so IDs stay
-unique within a group.  An ID is given once, at the first join, and kept.
+unique within a group.  A storage that announces a numeric storage ID in its join (1 .. 2**24-1,
+FastDFS's ``use_storage_id``: the ID it writes into its file names instead of its address) is known
+by that ID.  An ID is given once, at the first join, and kept.
 
 Status machine (FastDFS's)::
 
@@ -44,6 +46,7 @@ from cluster.protocol import (
     SyncSourceReply,
     TrackerChangesReply,
 )
+from cluster.protocol.fields import MAX_SERVER_ID
 
 STORAGE_ID_LEN = 16
 MAX_STORE_PATHS = 256
@@ -137,7 +140,8 @@ class Storage:
 
     @property
     def holds_data(self) -> bool:
-        return self.stats.success_upload_count > 0 or self.stats.last_source_update > 0
+        stats = self.stats
+        return stats.success_upload_count > 0 or stats.last_source_update > 0 or stats.last_sync_update > 0
 
     def brief(self) -> StorageBrief:
         return StorageBrief(self.status, self.port, self.id, self.ip)
@@ -233,6 +237,8 @@ class Registry:
                 f"{request.subdir_count_per_path}; group {request.group!r} has {group.store_path_count} "
                 f"and {group.subdir_count_per_path}"
             )
+        if storage is None and group is not None:
+            storage = self._moved(group, request, peer_ip, key)
         now = self.clock.wall()
         if group is None:
             group = Group(request.group, request.store_path_count, request.subdir_count_per_path)
@@ -243,7 +249,7 @@ class Registry:
                 group=group.name,
                 ip=peer_ip,
                 port=request.storage_port,
-                id=self._new_id(group, peer_ip, request.storage_port),
+                id=self._announced_id(group, request) or self._new_id(group, peer_ip, request.storage_port),
                 status=StorageStatus.INIT,
                 store_path_count=request.store_path_count,
                 subdir_count_per_path=request.subdir_count_per_path,
@@ -292,6 +298,34 @@ class Registry:
         storage.src_id = sources[0].id
         storage.sync_until = int(self.clock.wall())
         self._set_status(group, storage, StorageStatus.WAIT_SYNC)
+
+    def _moved(self, group: Group, request: StorageJoinRequest, ip: str, key: str) -> Storage | None:
+        """A known storage, by the numeric ID it announces, now at another address or port: it is
+        moved there if its old address is not serving (else the join is refused as a duplicate ID)."""
+        if not _numeric_id(request.storage_id):
+            return None
+        storage = group.find_id(request.storage_id)
+        if storage is None:
+            return None
+        if storage.status in (StorageStatus.ACTIVE, StorageStatus.ONLINE):
+            raise AlreadyExists(
+                f"storage ID {storage.id} is in use by {storage.key}, which is serving; {key} cannot join with it"
+            )
+        del self.by_key[storage.key]
+        storage.ip, storage.port = ip, request.storage_port
+        self.by_key[key] = storage
+        group.members.sort(key=Storage.sort_key)
+        group.version += 1
+        return storage
+
+    def _announced_id(self, group: Group, request: StorageJoinRequest) -> str:
+        """The numeric storage ID a storage announces (it writes it into its file IDs), or ``""``."""
+        announced = request.storage_id
+        if not _numeric_id(announced):
+            return ""
+        if any(s.id == announced for s in group.members):
+            raise AlreadyExists(f"storage ID {announced} is taken by another storage of group {group.name!r}")
+        return announced
 
     def _new_id(self, group: Group, ip: str, port: int) -> str:
         taken = {s.id for s in group.members}
@@ -499,6 +533,10 @@ class Registry:
                 assert storage.status is not StorageStatus.WAIT_SYNC or storage.src_id, "WAIT_SYNC without source"
         assert seen == set(self.by_key), "index holds storages no group has"
         assert self.group_index >= 0
+
+
+def _numeric_id(storage_id: str) -> bool:
+    return storage_id.isdigit() and 0 < int(storage_id) <= MAX_SERVER_ID
 
 
 def _check_join(request: StorageJoinRequest, peer_ip: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cluster.errors import InvalidRequest, NoSpace, NotFound
+from cluster.protocol.fields import MAX_SERVER_ID
 from trunkstore.errors import TrunkstoreError
 from trunkstore.fileid import parse_file_id, source_to_ip
 
@@ -31,6 +32,14 @@ class FileOrigin:
 
     source_ip: str
     timestamp: int
+    #: The numeric storage ID the name carries instead of an address (FastDFS's ``use_storage_id``).
+    source_id: str = ""
+
+    def made(self, storage: Storage) -> bool:
+        """Whether ``storage`` is the file's source (by its ID, or else by its address)."""
+        if self.source_id:
+            return storage.id == self.source_id
+        return storage.ip == self.source_ip
 
 
 def file_origin(group: str, filename: str) -> FileOrigin:
@@ -39,6 +48,8 @@ def file_origin(group: str, filename: str) -> FileOrigin:
         file_id = parse_file_id(f"{group}/{filename}", group)
     except TrunkstoreError as exc:
         raise InvalidRequest(f"bad file name {filename!r}: {exc}") from None
+    if 0 < file_id.source <= MAX_SERVER_ID:
+        return FileOrigin("", file_id.timestamp, str(file_id.source))
     return FileOrigin(source_to_ip(file_id.source), file_id.timestamp)
 
 
@@ -146,14 +157,14 @@ def _is_young(origin: FileOrigin, config: TrackerConfig, now: float) -> bool:
 def holders(group: Group, origin: FileOrigin, config: TrackerConfig, now: float) -> list[Storage]:
     """ACTIVE storages known to hold the file (its sources first); all ACTIVE ones for an old file."""
     active = group.active_members()
-    sources = [s for s in active if s.ip == origin.source_ip]
+    sources = [s for s in active if origin.made(s)]
     if not _is_young(origin, config, now):
-        return sources + [s for s in active if s.ip != origin.source_ip]
-    source_keys = [s.key for s in group.members if s.ip == origin.source_ip]
+        return sources + [s for s in active if not origin.made(s)]
+    source_keys = [s.key for s in group.members if origin.made(s)]
     synced = [
         s
         for s in active
-        if s.ip != origin.source_ip
+        if not origin.made(s)
         and (
             max(s.last_synced_timestamp, s.stats.last_synced_timestamp) > origin.timestamp
             or any(s.synced_from.get(key, 0) > origin.timestamp for key in source_keys)
@@ -175,7 +186,7 @@ def fetch_one(registry: Registry, config: TrackerConfig, group_name: str, filena
     origin = file_origin(group_name, filename)
     active = _active(group)
     known = holders(group, origin, config, now)
-    if config.download_server is DownloadServer.SOURCE_FIRST and known and known[0].ip == origin.source_ip:
+    if config.download_server is DownloadServer.SOURCE_FIRST and known and origin.made(known[0]):
         return known[0]
     pool = known or active
     position = group.read_index % len(pool)
@@ -189,7 +200,7 @@ def update_one(registry: Registry, config: TrackerConfig, group_name: str, filen
     origin = file_origin(group_name, filename)
     active = _active(group)
     for storage in active:
-        if storage.ip == origin.source_ip:
+        if origin.made(storage):
             return storage
     return choose_storage(group, active, config.store_server)
 

@@ -186,11 +186,12 @@ def test_down_never_signals_a_pid_that_runs_something_else(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--storages", "2", "--groups", "1"], "replication"),
+        (["--storages", "1", "--groups", "2"], "--storages"),
+        (["--storages", "257"], "--storages"),
         (["--trackers", "0"], "--trackers"),
         (["--tracker-port", "80"], "--tracker-port"),
     ],
-    ids=["two-storages-one-group", "no-tracker", "privileged-port"],
+    ids=["fewer-storages-than-groups", "too-many-storages", "no-tracker", "privileged-port"],
 )
 def test_bad_cluster_options_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     result = trunkstore("cluster", "up", "--dir", str(tmp_path), "--detach", *args)

@@ -40,9 +40,11 @@ from trunkstore import (
     StoreConfig,
     StoreFull,
     parse_file_id,
+    replica,
 )
 from trunkstore import fileid as fid
 from trunkstore.checksum import crc32
+from trunkstore.reading import expected_header
 from trunkstore.slot import slot_size
 from trunkstore.trunk import TrunkContainer
 
@@ -211,6 +213,43 @@ def test_streamed_replicas_keep_memory_bounded(pair, check_store, measure_peak, 
     assert not b.exists(other)
     assert os.listdir(b.layout.tmp_dir(0)) == []
     check_store(b)
+
+
+def test_hot_path_takes_only_what_the_full_checks_take(open_store, tmp_path):
+    """Small trunk replicas are decoded from the ID's fixed positions; every ID taken that way must be
+    one the full parser takes, with the same slot, directory and header."""
+    b = open_store(tmp_path / "b", **{**B_SETTINGS, "subdir_count_per_path": 16, "store_path_count": 2})
+    rng = random.Random(5)
+    alphabet = "AZaz09-_.+/=!M/é" + "0123456789ABCDEF"
+    taken = 0
+    for _ in range(300):
+        data = rng.randbytes(rng.randrange(0, 3000))
+        directory = (rng.randrange(3), rng.randrange(18), rng.randrange(18))
+        offset = rng.randrange(0, 4 * MIB, 256)
+        valid = trunk_replica_id(data, rng.randrange(0, 40), offset, directory=directory)
+        for mutant in [valid, *(_mutate(valid, rng, alphabet) for _ in range(12))]:
+            slot = replica._decode_slot(b, mutant, data)
+            if slot is None:
+                continue
+            taken += 1
+            checked = replica.target(b, mutant, len(data))  # raises if the full checks refuse it
+            parsed = checked.parsed
+            assert parsed.trunk is not None and parsed.kind == FileKind.TRUNK
+            checked.check_crc(crc32(data))
+            home = (parsed.store_path, parsed.sub_high, parsed.sub_low)
+            trunk = parsed.trunk
+            assert slot == (trunk.trunk_id, trunk.offset, trunk.alloc_size, home, expected_header(parsed))
+    assert taken >= 100
+
+
+def _mutate(file_id: str, rng: random.Random, alphabet: str) -> str:
+    position = rng.randrange(len(file_id))
+    roll = rng.random()
+    if roll < 0.8:
+        return file_id[:position] + rng.choice(alphabet) + file_id[position + 1 :]
+    if roll < 0.9:
+        return file_id[:position] + file_id[position + 1 :]
+    return file_id[:position] + rng.choice(alphabet) + file_id[position:]
 
 
 # ---- refused replicas ---------------------------------------------------------------------------------

@@ -1,0 +1,454 @@
+"""The sender's side of replication: this storage's binlog, replayed to each peer of its group.
+
+One :class:`PeerSync` task per peer (the group's members as the trackers list them), as FastDFS
+runs one sync thread per peer.  Each reads the binlog from the position saved in its mark file
+(``data/sync/<storage ID>.mark``), turns each record into a SYNC_* request carrying the file's
+*current* bytes or metadata (a record of a file deleted since is skipped: its delete follows), and
+sends the requests pipelined, up to :data:`WINDOW` at a time, reading the replies in order.  The
+position advances only past records the peer has answered, and the mark is saved every second and
+whenever the peer is caught up: after a restart a few records may be sent twice, which the peer
+answers EEXIST (or ENOENT for a delete) and the sender takes as done.
+
+What is sent: records of changes clients made here (upper case).  A peer new to the group starts
+from the beginning of the binlog, so it gets every file this storage is the source of.  If the
+tracker made this storage the new peer's *sync source* (SYNC_SRC_REQ answers with this storage's
+ID and a cut-off time), the replicated records (lower case) up to the cut-off go too, so the new
+peer also gets the files of members that are gone; once they are sent this storage reports the
+peer ONLINE to every tracker (REPORT_STATUS), as FastDFS's source does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cluster.errors import ClusterError, ConnectionLost
+from cluster.protocol import (
+    HEADER_SIZE,
+    Command,
+    ProtocolError,
+    ReportStatusRequest,
+    Request,
+    StorageBrief,
+    StorageStatus,
+    SyncAppendFileRequest,
+    SyncCreateFileRequest,
+    SyncDeleteFileRequest,
+    SyncModifyFileRequest,
+    SyncRenameFileRequest,
+    SyncSourceReply,
+    SyncSrcRequest,
+    SyncTruncateFileRequest,
+    SyncUpdateFileRequest,
+    decode_header,
+)
+from trunkstore import FileNotFound, Store
+from trunkstore.diskio import write_file_atomic
+
+from .binlog import BinlogPosition, BinlogReader, BinlogRecord
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+log = logging.getLogger(__name__)
+
+#: Requests in flight to one peer.
+WINDOW = 64
+#: Records read from the binlog at a time.
+BATCH = 256
+#: Files up to this size are read whole and sent in one write; larger ones are streamed.
+WHOLE_FILE = 1 << 20
+_CHUNK = 1 << 20
+#: Seconds between saves of a mark while records flow.
+MARK_EVERY = 1.0
+#: Seconds between questions to a tracker about a new peer's sync source.
+ASK_EVERY = 2.0
+#: Replies that mean "applied" to an idempotent replay.
+_DONE = frozenset({0, errno.EEXIST, errno.ENOENT})
+#: Peers in these statuses are not sent to (not yet placed by a tracker, or gone).
+_SKIPPED_STATUSES = frozenset({StorageStatus.INIT, StorageStatus.DELETED, StorageStatus.IP_CHANGED, StorageStatus.NONE})
+
+
+def wanted_peers(briefs: Iterable[StorageBrief], me: tuple[str, int]) -> dict[str, StorageBrief]:
+    """The group's other members to replicate to, by storage ID (kept across address changes)."""
+    return {b.storage_id: b for b in briefs if (b.ip, b.port) != me and b.status not in _SKIPPED_STATUSES}
+
+
+class Wakeup:
+    """Wakes a waiting sender when a record is appended, from any thread, at little cost to the writer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.get_ident()
+        self._event = asyncio.Event()
+        self._waiting = False
+
+    def notify(self) -> None:
+        if not self._waiting:
+            return
+        self._waiting = False
+        if threading.get_ident() == self._thread:
+            self._event.set()
+        else:
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self, more: Callable[[], bool], timeout: float) -> None:
+        """Until :meth:`notify` or ``timeout``; at once if ``more()`` says records came meanwhile."""
+        self._event.clear()
+        self._waiting = True
+        try:
+            if more():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), timeout)
+        finally:
+            self._waiting = False
+
+
+@dataclass(slots=True)
+class Mark:
+    """A peer's progress through this storage's binlog, kept in its mark file."""
+
+    position: BinlogPosition
+    #: As the sync source of a new peer: the cut-off time, and whether everything up to it is sent.
+    until: int = 0
+    initial_done: bool = False
+
+    @classmethod
+    def load(cls, path: str) -> Mark:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                saved = json.load(handle)
+            return cls(
+                BinlogPosition(int(saved["binlog_index"]), int(saved["binlog_offset"])),
+                int(saved.get("until", 0)),
+                bool(saved.get("initial_done", False)),
+            )
+        except FileNotFoundError:
+            return cls(BinlogPosition())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s unreadable (%s): replaying the binlog from its start", path, exc)
+            return cls(BinlogPosition())
+
+    def save(self, path: str) -> None:
+        record = {
+            "binlog_index": self.position.index,
+            "binlog_offset": self.position.offset,
+            "until": self.until,
+            "initial_done": self.initial_done,
+        }
+        write_file_atomic(path, json.dumps(record).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record's request: ``frame`` whole, or for a large file a head and the file region."""
+
+    record: BinlogRecord
+    frame: bytes
+    region: tuple[str, int, int] | None = None
+
+
+class ReplicationContext:
+    """What every sender of one storage shares."""
+
+    def __init__(
+        self,
+        store: Store,
+        sync_dir: str,
+        executor: concurrent.futures.Executor,
+        connect_timeout: float,
+        network_timeout: float,
+        my_id: Callable[[], str],
+        tracker_call: Callable[[Request], Awaitable[bytes]],
+        report_all: Callable[[Request], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.group = store.group
+        self.prefix = store.group + "/"
+        self.sync_dir = sync_dir
+        self.executor = executor
+        self.connect_timeout = connect_timeout
+        self.network_timeout = network_timeout
+        #: This storage's ID as the trackers know it ("" before one has said).
+        self.my_id = my_id
+        #: Ask one tracker (``await tracker_call(request)`` -> reply body).
+        self.tracker_call = tracker_call
+        #: Tell every tracker (``await report_all(request)``).
+        self.report_all = report_all
+
+
+class PeerSync:
+    """Replays the binlog to one peer, for as long as the task runs (see the module docstring)."""
+
+    def __init__(
+        self,
+        context: ReplicationContext,
+        peer: StorageBrief,
+        wakeup: Wakeup,
+        binlog_end: Callable[[], BinlogPosition],
+    ) -> None:
+        self.context = context
+        self.peer = peer
+        self.key = peer.storage_id
+        self.wakeup = wakeup
+        self._binlog_end = binlog_end
+        safe_id = "".join(c if c.isalnum() or c in ".-" else "_" for c in peer.storage_id)
+        self.mark_path = os.path.join(context.sync_dir, f"{safe_id}.mark")
+        self.mark = Mark.load(self.mark_path)
+        self.reader = BinlogReader(context.sync_dir, self.mark.position)
+        self.sent = 0
+        self.skipped = 0
+        #: Bytes of requests the peer has answered.
+        self.bytes_out = 0
+        self._saved_at = 0.0
+        self._asked_at = float("-inf")
+        self._reader_io: asyncio.StreamReader | None = None
+        self._writer_io: asyncio.StreamWriter | None = None
+
+    @property
+    def caught_up(self) -> bool:
+        return self.mark.position >= self._binlog_end()
+
+    # ---- the task ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        backoff = 0.1
+        failing = False
+        try:
+            while True:
+                try:
+                    await self._connect()
+                    if failing:
+                        log.info("peer %s: replicating again", self.key)
+                    failing, backoff = False, 0.1
+                    await self._stream()
+                except asyncio.CancelledError:
+                    raise
+                except (OSError, EOFError, TimeoutError, ProtocolError, ClusterError) as exc:
+                    if not failing:
+                        log.warning("peer %s: %s; retrying", self.key, exc or type(exc).__name__)
+                    failing = True
+                finally:
+                    self._close()
+                    self.reader.position = self.mark.position
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        finally:
+            self._save_mark()
+
+    def update(self, peer: StorageBrief) -> None:
+        """The trackers list the peer with a new status, or at a new address (it restarted elsewhere)."""
+        moved = (peer.ip, peer.port) != (self.peer.ip, self.peer.port)
+        self.peer = peer
+        if moved:
+            self._close()  # the next request finds the connection gone and reconnects to the new address
+
+    async def _connect(self) -> None:
+        self._reader_io, self._writer_io = await asyncio.wait_for(
+            asyncio.open_connection(self.peer.ip, self.peer.port), self.context.connect_timeout
+        )
+
+    def _close(self) -> None:
+        writer = self._writer_io
+        self._reader_io = self._writer_io = None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    def _save_mark(self) -> None:
+        try:
+            self.mark.save(self.mark_path)
+        except OSError as exc:
+            log.warning("peer %s: cannot save %s: %s", self.key, self.mark_path, exc)
+        self._saved_at = time.monotonic()
+
+    async def _stream(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._check_initial_source()
+            records = self.reader.read(BATCH)
+            if not records:
+                await self._caught_up()
+                await self.wakeup.wait(lambda: self._binlog_end() > self.reader.position, 1.0)
+                continue
+            batch = [r for r in records if self._wanted(r)]
+            end = records[-1].end
+            if batch:
+                outgoing = await loop.run_in_executor(self.context.executor, self._prepare, batch)
+                await self._send(outgoing)
+            self.mark.position = end
+            if time.monotonic() - self._saved_at >= MARK_EVERY:
+                self._save_mark()
+
+    def _wanted(self, record: BinlogRecord) -> bool:
+        if record.from_source:
+            return True
+        mark = self.mark
+        return bool(mark.until) and not mark.initial_done and record.timestamp <= mark.until
+
+    # ---- a new peer's initial copy --------------------------------------------------------------------
+    async def _check_initial_source(self) -> None:
+        """For a peer waiting for its initial copy: ask the tracker whether this storage is its source."""
+        mark = self.mark
+        if mark.until or mark.initial_done or self.peer.status not in (StorageStatus.WAIT_SYNC, StorageStatus.SYNCING):
+            return
+        my_id = self.context.my_id()
+        now = time.monotonic()
+        if not my_id or now - self._asked_at < ASK_EVERY:
+            return
+        self._asked_at = now
+        try:
+            body = await self.context.tracker_call(SyncSrcRequest(self.context.group, self.peer.storage_id))
+        except (OSError, TimeoutError, ClusterError, ProtocolError) as exc:
+            log.debug("peer %s: no sync source answer: %s", self.key, exc)
+            return
+        reply = SyncSourceReply.decode(body)
+        if reply.src_id == my_id and reply.until_timestamp:
+            log.info("peer %s: sync source for its initial copy, up to %d", self.key, reply.until_timestamp)
+            mark.until = reply.until_timestamp
+            # Lower-case records already passed over were not sent: start again from the beginning.
+            mark.position = BinlogPosition()
+            self.reader.position = mark.position
+            self._save_mark()
+            await self._report(StorageStatus.SYNCING)
+
+    async def _caught_up(self) -> None:
+        mark = self.mark
+        if mark.until and not mark.initial_done:
+            mark.initial_done = True
+            log.info("peer %s: initial copy sent", self.key)
+            await self._report(StorageStatus.ONLINE)
+        if time.monotonic() - self._saved_at >= MARK_EVERY or mark.initial_done:
+            self._save_mark()
+
+    async def _report(self, status: StorageStatus) -> None:
+        peer = self.peer
+        brief = StorageBrief(status, peer.port, peer.storage_id, peer.ip)
+        await self.context.report_all(ReportStatusRequest(self.context.group, brief))
+
+    # ---- building requests (in a thread: it reads files) ----------------------------------------
+    def _prepare(self, records: list[BinlogRecord]) -> list[Outgoing]:
+        outgoing = []
+        for record in records:
+            try:
+                item = self._request(record)
+            except FileNotFound:
+                item = None  # gone since: its delete (or rename) is further on in the binlog
+            except (ValueError, OSError) as exc:
+                log.warning("peer %s: record %s %s not sent: %s", self.key, record.op, record.filename, exc)
+                item = None
+            if item is None:
+                self.skipped += 1
+            else:
+                outgoing.append(item)
+        return outgoing
+
+    def _request(self, record: BinlogRecord) -> Outgoing | None:
+        store, group = self.context.store, self.context.group
+        file_id = self.context.prefix + record.filename
+        op, ts, name = record.op.upper(), record.timestamp, record.filename
+        if op == "C":
+            path, offset, size = store.locate(file_id)
+            head = SyncCreateFileRequest(ts, group, name, size)
+            if size > WHOLE_FILE:
+                return Outgoing(record, head.encode_head(), (path, offset, size))
+            data = store.get(file_id)
+            return Outgoing(record, head.encode(data)) if len(data) == size else None
+        if op == "D":
+            return Outgoing(record, SyncDeleteFileRequest(ts, group, name).encode())
+        if op == "U":
+            meta = store.get_meta(file_id)
+            return Outgoing(record, SyncUpdateFileRequest(ts, group, name, tuple(meta.items())).encode())
+        if op == "T":
+            old, new = record.ints()
+            return Outgoing(record, SyncTruncateFileRequest(ts, group, name, old, new).encode())
+        if op == "R":
+            return Outgoing(record, SyncRenameFileRequest(ts, group, name, record.extra[0]).encode())
+        offset, length = record.ints()  # A and M: the bytes as they are now
+        data = store.get(file_id, offset, length)
+        if len(data) != length:
+            return None  # truncated since: its truncate follows
+        kind = SyncAppendFileRequest if op == "A" else SyncModifyFileRequest
+        return Outgoing(record, kind(ts, group, name, offset, length).encode(data))
+
+    # ---- sending ------------------------------------------------------------------------------------
+    async def _send(self, outgoing: list[Outgoing]) -> None:
+        """Send pipelined, at most WINDOW unanswered; a rename the peer cannot apply becomes a create."""
+        writer = self._writer_io
+        if writer is None:
+            raise ConnectionLost("not connected")
+        pending: deque[Outgoing] = deque()
+        retry: list[BinlogRecord] = []
+        for item in outgoing:
+            if len(pending) >= WINDOW:
+                await self._answer(pending.popleft(), retry)
+            if item.region is None:
+                writer.write(item.frame)
+            else:
+                while pending:
+                    await self._answer(pending.popleft(), retry)
+                await self._send_region(writer, item)
+            pending.append(item)
+            self.sent += 1
+        await writer.drain()
+        while pending:
+            await self._answer(pending.popleft(), retry)
+        if retry:
+            # The peer never had the appender file a rename names: send the renamed file whole.
+            creates = [BinlogRecord(r.timestamp, "C", r.filename, (), r.end) for r in retry]
+            loop = asyncio.get_running_loop()
+            await self._send(await loop.run_in_executor(self.context.executor, self._prepare, creates))
+
+    async def _send_region(self, writer: asyncio.StreamWriter, item: Outgoing) -> None:
+        assert item.region is not None
+        path, offset, size = item.region
+        writer.write(item.frame)
+        loop = asyncio.get_running_loop()
+        fd = await loop.run_in_executor(self.context.executor, os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            done = 0
+            while done < size:
+                count = min(_CHUNK, size - done)
+                chunk = await loop.run_in_executor(self.context.executor, os.pread, fd, count, offset + done)
+                if len(chunk) != count:
+                    # The file shrank under us: the peer's request cannot be completed; start over.
+                    raise ConnectionLost(f"{path} changed while being sent")
+                writer.write(chunk)
+                await asyncio.wait_for(writer.drain(), self.context.network_timeout)
+                done += count
+        finally:
+            os.close(fd)
+
+    async def _answer(self, item: Outgoing, retry: list[BinlogRecord]) -> None:
+        reader, writer = self._reader_io, self._writer_io
+        if reader is None or writer is None:
+            raise ConnectionLost("not connected")
+        await asyncio.wait_for(writer.drain(), self.context.network_timeout)
+        header = decode_header(await asyncio.wait_for(reader.readexactly(HEADER_SIZE), self.context.network_timeout))
+        if header.cmd != Command.RESPONSE or header.pkg_len:
+            raise ConnectionLost(f"unexpected reply {header} from peer {self.key}")
+        record = item.record
+        status = header.status
+        if status == errno.ENOENT and record.op.upper() == "R":
+            retry.append(record)
+        elif status == errno.EINVAL:
+            # A change the peer can never apply (it closes the connection after EINVAL): skipping it
+            # is the only way the records after it get through.
+            log.warning("peer %s refused %s %s (EINVAL); skipped", self.key, record.op, record.filename)
+            self.mark.position = record.end
+            raise ConnectionLost(f"peer {self.key} closed the connection after EINVAL")
+        elif status not in _DONE:
+            name = errno.errorcode.get(status, status)
+            raise ConnectionLost(f"peer {self.key} answered {name} to {record.op} {record.filename}")
+        self.mark.position = max(self.mark.position, record.end)
+        self.bytes_out += len(item.frame) + (item.region[2] if item.region is not None else 0)

@@ -1,0 +1,319 @@
+"""Replication within a group: real storages on 127.0.0.1 copying each other's changes.
+
+Each storage writes its numeric storage ID into its file names and creates trunk containers of its
+own (``trunk_id_start`` / ``trunk_id_step``), as ``trunkstore cluster up`` configures them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from procs import ServerProcess, WireClient, start_storage, start_tracker, wait_for
+from storage_wire import (
+    append,
+    assert_store_clean,
+    delete,
+    download,
+    file_info,
+    filename_of,
+    get_meta,
+    modify,
+    regenerate,
+    set_meta,
+    truncate,
+    upload,
+    upload_slave,
+)
+
+from cluster.cli import bundle
+from cluster.client import Client
+from cluster.protocol import (
+    HEADER_SIZE,
+    StorageStatus,
+    SyncCreateFileRequest,
+    SyncDeleteFileRequest,
+    decode_header,
+    decode_metadata,
+)
+
+GROUP = "group1"
+MIB = 1 << 20
+
+
+def member_conf(number: int, members: int = 2) -> dict[str, Any]:
+    return {"storage_id": 100000 + number, "trunk_id_start": number, "trunk_id_step": members + 1}
+
+
+@dataclass
+class Pair:
+    tracker: ServerProcess
+    a: ServerProcess
+    b: ServerProcess
+
+
+def statuses(tracker: ServerProcess) -> dict[str, StorageStatus]:
+    with Client([tracker.address]) as client:
+        return {s.id: s.status for s in client.list_storages(GROUP)}
+
+
+def all_active(tracker: ServerProcess, count: int) -> bool:
+    found = statuses(tracker)
+    return len(found) == count and all(status is StorageStatus.ACTIVE for status in found.values())
+
+
+def read(storage: ServerProcess, name: str) -> bytes | None:
+    """The file's bytes on ``storage``, or None while it does not have them."""
+    with WireClient(storage.address) as wire:
+        status, body = download(wire, name)
+    if status == errno.EINVAL:  # FastDFS's answer to a download of a 0-byte file (and it hangs up)
+        with WireClient(storage.address) as wire:
+            status, info = file_info(wire, name)
+        assert status != 0 or info[:8] == bytes(8), f"{name}: EINVAL to a download of a non-empty file"
+        body = b""
+    if status == errno.ENOENT:
+        return None
+    assert status == 0, f"download of {name} from {storage.address}: status {status}"
+    return body
+
+
+def has(storage: ServerProcess, name: str, data: bytes) -> bool:
+    return read(storage, name) == data
+
+
+def gone(storage: ServerProcess, name: str) -> bool:
+    return read(storage, name) is None
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    with (
+        start_tracker(tmp_path) as tracker,
+        start_storage(tmp_path, [tracker], **member_conf(1)) as a,
+        start_storage(tmp_path, [tracker], **member_conf(2)) as b,
+    ):
+        wait_for(lambda: all_active(tracker, 2), message="both storages ACTIVE")
+        yield Pair(tracker, a, b)
+
+
+def test_every_kind_of_change_reaches_the_peer(pair: Pair) -> None:
+    small, medium, large = os.urandom(1000), os.urandom(100 * 1024), os.urandom(3 * MIB)
+    with WireClient(pair.a.address) as wire:
+        names = {
+            "small": (upload(wire, small), small),
+            "empty": (upload(wire, b""), b""),
+            "medium": (upload(wire, medium, "bin"), medium),
+            "large": (upload(wire, large, "dat"), large),
+        }
+        master = names["small"][0]
+        status, body = upload_slave(wire, master, "_150x150", b"thumb", "jpg")
+        assert status == 0
+        names["slave"] = (filename_of(body), b"thumb")
+        appender = upload(wire, b"0123456789", appender=True)
+        assert append(wire, appender, b"abcdef")[0] == 0
+        assert modify(wire, appender, 2, b"XY")[0] == 0
+        assert truncate(wire, appender, 12)[0] == 0
+        names["appender"] = (appender, b"01XY456789ab")
+        assert set_meta(wire, master, {"width": "150", "kind": "thumb"})[0] == 0
+    assert names["small"][0][10:15] == "AAGGo"  # the source field holds storage ID 100001 (0x000186a1)
+    for name, data in names.values():
+        wait_for(lambda name=name, data=data: has(pair.b, name, data), message=f"{name} on the peer")
+    with WireClient(pair.b.address) as wire:
+        status, body = get_meta(wire, master)
+        assert status == 0 and dict(decode_metadata(body)) == {"width": "150", "kind": "thumb"}
+        status, info_a = file_info(wire, names["large"][0])
+    with WireClient(pair.a.address) as wire:
+        assert file_info(wire, names["large"][0]) == (status, info_a)
+        assert delete(wire, names["medium"][0])[0] == 0
+        status, body = regenerate(wire, appender)
+        assert status == 0
+        renamed = filename_of(body)
+    wait_for(lambda: gone(pair.b, names["medium"][0]), message="the delete on the peer")
+    wait_for(lambda: has(pair.b, renamed, b"01XY456789ab"), message="the regenerated name on the peer")
+    assert gone(pair.b, appender)
+
+
+def test_replication_goes_both_ways_without_sharing_trunk_containers(pair: Pair) -> None:
+    files: dict[str, bytes] = {}
+    for storage in (pair.a, pair.b):
+        with WireClient(storage.address) as wire:
+            for number in range(30):
+                data = os.urandom(200 + number)
+                files[upload(wire, data)] = data
+    for name, data in files.items():
+        wait_for(lambda name=name, data=data: has(pair.a, name, data) and has(pair.b, name, data), message=name)
+    pair.a.stop()
+    pair.b.stop()
+    for storage in (pair.a, pair.b):
+        assert_store_clean(storage.base_path)
+
+
+def test_a_restarted_peer_catches_up(pair: Pair, tmp_path: Path) -> None:
+    pair.b.stop()
+    kept, deleted = {}, []
+    with WireClient(pair.a.address) as wire:
+        for number in range(60):
+            data = os.urandom(300)
+            name = upload(wire, data)
+            if number % 3 == 0:
+                assert delete(wire, name)[0] == 0
+                deleted.append(name)
+            else:
+                kept[name] = data
+    with start_storage(tmp_path, [pair.tracker], base_path=pair.b.base_path, **member_conf(2)) as b:
+        for name, data in kept.items():
+            wait_for(lambda name=name, data=data: has(b, name, data), message=f"{name} on the restarted peer")
+        assert all(gone(b, name) for name in deleted)
+    # The peer came back on another port; its progress is still kept in the one mark file of its ID.
+    marks = [path.name for path in (pair.a.base_path / "data" / "sync").glob("*.mark")]
+    assert marks == ["100002.mark"]
+
+
+def test_a_new_storage_gets_a_full_copy_and_becomes_active(pair: Pair, tmp_path: Path) -> None:
+    files: dict[str, bytes] = {}
+    for storage in (pair.a, pair.b):
+        with WireClient(storage.address) as wire:
+            for _ in range(10):
+                data = os.urandom(500)
+                files[upload(wire, data)] = data
+    for name, data in files.items():
+        wait_for(lambda name=name, data=data: has(pair.a, name, data), message=name)
+    # b is gone for good: the newcomer can have b's files only from a, which holds them as a replica.
+    pair.b.stop()
+    with start_storage(tmp_path, [pair.tracker], **member_conf(3, members=3)) as c:
+        for name, data in files.items():
+            wait_for(lambda name=name, data=data: has(c, name, data), message=f"{name} on the new storage")
+        wait_for(lambda: statuses(pair.tracker).get("100003") is StorageStatus.ACTIVE, message="the newcomer ACTIVE")
+
+
+def test_reads_are_routed_to_a_replica_once_it_has_the_file(pair: Pair) -> None:
+    with WireClient(pair.a.address) as wire:
+        name = upload(wire, b"routed")
+    wait_for(lambda: has(pair.b, name, b"routed"), message="the file on the peer")
+    file_id = f"{GROUP}/{name}"
+
+    def both_offered() -> bool:
+        # The peer counts as holding the file once its reported progress passes the file's second:
+        # keep the source writing so that there is later progress to report.
+        with WireClient(pair.a.address) as wire:
+            upload(wire, b"tick")
+        with Client([pair.tracker.address]) as client:
+            return {client.query_fetch(file_id).port for _ in range(4)} == {pair.a.port, pair.b.port}
+
+    wait_for(both_offered, timeout=20, interval=0.3, message="downloads offered by both storages")
+
+
+def test_sync_requests_are_idempotent(pair: Pair) -> None:
+    data = os.urandom(777)
+    with WireClient(pair.a.address) as wire:
+        name = upload(wire, data)
+    wait_for(lambda: has(pair.b, name, data), message="the file on the peer")
+    with WireClient(pair.b.address) as wire:
+        wire.send(SyncCreateFileRequest(1, GROUP, name, len(data)).encode(data))
+        assert wire.reply()[0] == errno.EEXIST
+        wire.send(SyncDeleteFileRequest(1, GROUP, name).encode())
+        assert wire.reply()[0] == 0
+        wire.send(SyncDeleteFileRequest(1, GROUP, name).encode())
+        assert wire.reply()[0] == errno.ENOENT
+    assert gone(pair.b, name)
+
+
+def test_a_replica_refuses_bytes_that_do_not_match_the_name(pair: Pair) -> None:
+    with WireClient(pair.a.address) as wire:
+        name = upload(wire, b"original bytes")
+    wait_for(lambda: has(pair.b, name, b"original bytes"), message="the file on the peer")
+    forged = name[:-9] + "AAAAAAAA" + name[-1]  # another slot of the same size; its crc32 cannot match
+    with WireClient(pair.b.address) as wire:
+        wire.send(SyncCreateFileRequest(1, GROUP, forged, 14).encode(b"forged bytes!!"))
+        status, _ = wire.reply()
+    assert status in (errno.EINVAL, errno.EEXIST, errno.ENOENT)
+    assert has(pair.b, name, b"original bytes")
+    assert zlib.crc32(b"original bytes") != zlib.crc32(b"forged bytes!!")
+
+
+def test_sync_requests_from_outside_the_group_are_refused(pair: Pair) -> None:
+    with WireClient(pair.a.address) as wire:
+        name = upload(wire, b"keep me")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    try:
+        sock.bind(("127.0.0.2", 0))  # a host that is no storage of the group
+        sock.connect(("127.0.0.1", pair.a.port))
+        sock.sendall(SyncDeleteFileRequest(1, GROUP, name).encode())
+        header = decode_header(_recv_exact(sock, HEADER_SIZE))
+    finally:
+        sock.close()
+    assert header.status == errno.EACCES
+    assert has(pair.a, name, b"keep me")
+
+
+def _recv_exact(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        piece = sock.recv(count - len(data))
+        assert piece, "connection closed"
+        data += piece
+    return data
+
+
+def test_binlog_records_what_clients_did(pair: Pair) -> None:
+    with WireClient(pair.a.address) as wire:
+        name = upload(wire, b"logged")
+        wait_for(lambda: has(pair.b, name, b"logged"), message="the file on the peer")
+        assert delete(wire, name)[0] == 0
+    binlog = pair.a.base_path / "data" / "sync" / "binlog.000"
+    wait_for(lambda: f" D {name}\n" in binlog.read_text(), message="the delete in the binlog")
+    lines = [line.split(" ") for line in binlog.read_text().splitlines() if name in line]
+    assert [fields[1:] for fields in lines] == [["C", name], ["D", name]]
+    # The peer applied both and recorded them in lower case.
+    peer_binlog = pair.b.base_path / "data" / "sync" / "binlog.000"
+    wait_for(lambda: f" d {name}\n" in peer_binlog.read_text(), message="the peer's binlog")
+
+
+def test_bundled_cluster_with_two_storages_per_group(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "cluster.cli", "cluster"]
+    ports = ["--tracker-port", "0", "--storage-port", "0", "--sync-mode", "none"]
+    started = subprocess.run(
+        [*command, "up", "--dir", str(tmp_path), "--detach", "--storages", "4", "--groups", "2", *ports],
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        assert started.returncode == 0, started.stderr.decode()
+        running = bundle.Bundle.load(tmp_path)
+        assert running is not None
+        tracker = running.trackers[0].address
+        by_group: dict[str, list[str]] = {}
+        for record in running.storages:
+            by_group.setdefault(record.group, []).append(record.address)
+        assert sorted(len(members) for members in by_group.values()) == [2, 2]
+
+        def everyone_active() -> bool:
+            with Client([tracker]) as client:
+                found = [s for g in ("group1", "group2") for s in client.list_storages(g)]
+            return len(found) == 4 and all(s.status is StorageStatus.ACTIVE for s in found)
+
+        wait_for(everyone_active, timeout=30, message="four ACTIVE storages")
+        with Client([tracker]) as client:
+            uploaded = {client.upload(os.urandom(1234 + n)): n for n in range(8)}
+        for file_id in uploaded:
+            group, name = file_id.split("/", 1)
+            for address in by_group[group]:
+                host, _, port = address.rpartition(":")
+
+                def copied(host: str = host, port: str = port, name: str = name, group: str = group) -> bool:
+                    with WireClient((host, int(port))) as wire:
+                        return download(wire, name, group=group)[0] == 0
+
+                wait_for(copied, message=f"{file_id} on {address}")
+    finally:
+        subprocess.run([*command, "down", "--dir", str(tmp_path)], capture_output=True, timeout=120)
