@@ -23,7 +23,7 @@ from .base import (
     StreamedRequest,
     decode_with_data,
 )
-from .codes import STORE_PATH_ANY, ChangeFlag, Command, FileInfoFlag, RwMode, Status, StorageStatus
+from .codes import STORE_PATH_ANY, SYNC_COMMANDS, ChangeFlag, Command, FileInfoFlag, RwMode, Status, StorageStatus
 from .dispatch import AnyRequest, parse_reply, parse_request
 from .errors import ProtocolError
 from .fields import Address
@@ -118,6 +118,7 @@ __all__ = [
     "HEADER_SIZE",
     "STORE_PATH_ANY",
     "STREAMED",
+    "SYNC_COMMANDS",
     "ActiveTestRequest",
     "Address",
     "AnyRequest",

@@ -67,6 +67,21 @@ class Command(IntEnum):
     RESPONSE = 100
 
 
+#: Storage -> storage replication commands: a storage serves them only to the members of its group.
+SYNC_COMMANDS = frozenset(
+    {
+        Command.SYNC_CREATE_FILE,
+        Command.SYNC_DELETE_FILE,
+        Command.SYNC_UPDATE_FILE,
+        Command.SYNC_CREATE_LINK,
+        Command.SYNC_APPEND_FILE,
+        Command.SYNC_MODIFY_FILE,
+        Command.SYNC_TRUNCATE_FILE,
+        Command.SYNC_RENAME_FILE,
+    }
+)
+
+
 class Status(IntEnum):
     """The ``status`` byte of a reply header: 0 or a Linux errno."""
 

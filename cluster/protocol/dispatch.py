@@ -24,7 +24,7 @@ from .base import (
     RequestWithData,
     decode_with_data,
 )
-from .codes import Command
+from .codes import SYNC_COMMANDS, Command
 from .errors import ProtocolError
 from .membership_messages import (
     ParameterReply,
@@ -171,14 +171,7 @@ _EMPTY_REPLIES = frozenset(
         Command.TRUNCATE_FILE,
         Command.STORAGE_SYNC_NOTIFY,
         Command.STORAGE_REPORT_STATUS,
-        Command.SYNC_CREATE_FILE,
-        Command.SYNC_DELETE_FILE,
-        Command.SYNC_UPDATE_FILE,
-        Command.SYNC_CREATE_LINK,
-        Command.SYNC_APPEND_FILE,
-        Command.SYNC_MODIFY_FILE,
-        Command.SYNC_TRUNCATE_FILE,
-        Command.SYNC_RENAME_FILE,
+        *SYNC_COMMANDS,
     }
 )
 

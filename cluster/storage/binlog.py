@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from trunkstore.diskio import fsync_dir
+
 log = logging.getLogger(__name__)
 
 #: Start a new binlog file past this size (FastDFS's 1 GiB).
@@ -158,7 +160,7 @@ class Binlog:
         self._index += 1
         self._fd = self._open(self._index)
         self._size = 0
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def sync(self) -> None:
         """Make the records written so far durable."""
@@ -219,11 +221,3 @@ class BinlogReader:
                 if len(records) >= limit:
                     break
         return records
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cluster.errors import AccessDenied, ClusterError, status_for_exception
-from cluster.protocol import BodyChunk, Command, Frame, ProtocolError, RequestDecoder, RequestHead
+from cluster.protocol import SYNC_COMMANDS, BodyChunk, Command, Frame, ProtocolError, RequestDecoder, RequestHead
 from cluster.protocol.frames import HEADER, HEADER_SIZE
 from cluster.runtime import Connection
 from trunkstore import TrunkstoreError
@@ -37,7 +37,6 @@ from .handlers import (
     reply_header,
 )
 from .sessions import Session, open_session
-from .sync_apply import SYNC_COMMANDS
 from .transfer import send_region
 
 if TYPE_CHECKING:

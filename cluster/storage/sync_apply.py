@@ -49,19 +49,6 @@ if TYPE_CHECKING:
 
     from .handlers import StorageService
 
-#: The commands a storage accepts only from the other storages of its group.
-SYNC_COMMANDS = frozenset(
-    {
-        Command.SYNC_CREATE_FILE,
-        Command.SYNC_DELETE_FILE,
-        Command.SYNC_UPDATE_FILE,
-        Command.SYNC_CREATE_LINK,
-        Command.SYNC_APPEND_FILE,
-        Command.SYNC_MODIFY_FILE,
-        Command.SYNC_TRUNCATE_FILE,
-        Command.SYNC_RENAME_FILE,
-    }
-)
 _TO_STD = str.maketrans("-_", "+/")
 
 
