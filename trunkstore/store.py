@@ -300,14 +300,15 @@ class Store:
         counters.download_bytes += len(data)
         return data
 
-    def read_small(self, file_id: str, limit: int) -> bytes | None:
+    def read_small(self, file_id: str, limit: int, *, counted: bool = True) -> bytes | None:
         """A whole trunk file of at most ``limit`` bytes, from the read fast path; ``None`` otherwise.
 
         ``None`` says nothing about the file: use :meth:`get`, which reads any file or reports
-        precisely why it cannot.  For servers that answer small reads at once and larger ones otherwise.
+        precisely why it cannot.  For servers that answer small reads at once and larger ones otherwise;
+        ``counted=False`` leaves the download counters alone (a read for replication, not a client's).
         """
         data = self._read_whole(file_id, limit)
-        if data is not None:
+        if data is not None and counted:
             counters = self.counters
             counters.download_total += 1
             counters.download_ok += 1

@@ -78,15 +78,33 @@ class RequestDecoder:
     ``max_body`` limits the body of a buffered request; ``max_stream`` limits the body (head and
     data) of a streamed one.  A header above its limit, or with a negative ``pkg_len``, raises
     :class:`ProtocolError` before any of its body is buffered.
+
+    ``whole_commands`` are streamed commands delivered as one :class:`Frame` instead when their
+    body is at most ``whole_limit`` bytes: for a stream of many small requests (replication), one
+    event per request costs less than three, and the data is small enough to hold.
     """
 
-    __slots__ = ("_buf", "_error", "_header", "_remaining", "_stream_cls", "max_body", "max_stream")
+    __slots__ = (
+        "_buf",
+        "_error",
+        "_header",
+        "_remaining",
+        "_stream_cls",
+        "_whole_commands",
+        "_whole_limit",
+        "max_body",
+        "max_stream",
+    )
 
-    def __init__(self, max_body: int, max_stream: int) -> None:
-        if max_body < 0 or max_stream < 0:
+    def __init__(
+        self, max_body: int, max_stream: int, whole_commands: frozenset[int] = frozenset(), whole_limit: int = 0
+    ) -> None:
+        if max_body < 0 or max_stream < 0 or whole_limit < 0:
             raise ValueError("limits must be >= 0")
         self.max_body = max_body
         self.max_stream = max_stream
+        self._whole_commands = whole_commands
+        self._whole_limit = whole_limit
         self._buf = bytearray()
         self._error: ProtocolError | None = None
         self._header: Header | None = None  # set while a body is expected
@@ -137,6 +155,8 @@ class RequestDecoder:
             raise ProtocolError(f"pkg_len {header.pkg_len} of command {name} is above the limit of {limit}")
         if stream_cls is not None and header.pkg_len < stream_cls.FIXED_SIZE:
             raise ProtocolError(f"{stream_cls.COMMAND.name} body of {header.pkg_len} bytes is too short")
+        if stream_cls is not None and header.pkg_len <= self._whole_limit and header.cmd in self._whole_commands:
+            stream_cls = None  # small enough: buffered and delivered whole
         self._header = header
         self._stream_cls = stream_cls
         return header

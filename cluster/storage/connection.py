@@ -37,6 +37,7 @@ from .handlers import (
     reply_header,
 )
 from .sessions import Session, open_session
+from .sync_apply import WHOLE_REPLICA_COMMANDS, WHOLE_REPLICA_LIMIT
 from .transfer import send_region
 
 if TYPE_CHECKING:
@@ -62,7 +63,9 @@ class StorageConnection(Connection):
         self.storage = server
         self.service = server.service
         config = server.config
-        self.decoder = RequestDecoder(config.max_pkg_size, config.max_upload_size)
+        self.decoder = RequestDecoder(
+            config.max_pkg_size, config.max_upload_size, WHOLE_REPLICA_COMMANDS, WHOLE_REPLICA_LIMIT
+        )
         self.session: Session | None = None
         #: The store work running in a thread for this connection, if any.
         self._work: concurrent.futures.Future[Any] | None = None

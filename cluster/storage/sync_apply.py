@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from cluster.errors import InvalidRequest
 from cluster.protocol import (
     Command,
+    ProtocolError,
     SyncAppendFileRequest,
     SyncCreateFileRequest,
     SyncCreateLinkRequest,
@@ -50,6 +51,10 @@ if TYPE_CHECKING:
     from .handlers import StorageService
 
 _TO_STD = str.maketrans("-_", "+/")
+#: Replicas of small files come whole, as one frame (the common case: a stream of them); larger ones
+#: are streamed into the store like uploads.
+WHOLE_REPLICA_COMMANDS = frozenset({Command.SYNC_CREATE_FILE})
+WHOLE_REPLICA_LIMIT = SMALL_UPLOAD + 1024  # the data and its head (lengths, group, file name)
 
 
 def source_key(filename: str) -> str:
@@ -137,7 +142,25 @@ class SyncApplier:
             Command.SYNC_TRUNCATE_FILE: self._truncate,
             Command.SYNC_RENAME_FILE: self._rename,
             Command.SYNC_CREATE_LINK: self._link,
+            Command.SYNC_CREATE_FILE: self._create_whole,
         }
+
+    def _create_whole(self, status: int, body: bytes) -> Result:
+        """SYNC_CREATE_FILE of a small file, delivered whole (see :data:`WHOLE_REPLICA_COMMANDS`)."""
+        fixed = SyncCreateFileRequest.FIXED_SIZE
+        if len(body) < fixed:
+            raise ProtocolError(f"SYNC_CREATE_FILE body of {len(body)} bytes is too short")
+        head_len = fixed + SyncCreateFileRequest.tail_size(body[:fixed])
+        request = SyncCreateFileRequest.decode_head(body[:head_len], len(body))
+        file_id = self._file_id(request.group, request.filename)
+        data = body[head_len:]
+
+        def work() -> bytes:
+            self.store.put_replica(file_id, data)
+            self.done("c", request.filename, request.timestamp, size=request.file_size)
+            return EMPTY_REPLY
+
+        return work if self.service.durable_meta else work()
 
     def _delete(self, status: int, body: bytes) -> Result:
         request = SyncDeleteFileRequest.decode(body)
@@ -204,41 +227,31 @@ class SyncApplier:
 
 
 class ReplicaCreateSession(Session):
-    """SYNC_CREATE_FILE: the file stored under the ID it has on the peer."""
+    """SYNC_CREATE_FILE of a file too large to come whole: streamed into the store in threads."""
+
+    open_threaded = write_threaded = finish_threaded = True
 
     def __init__(self, applier: SyncApplier, request: SyncCreateFileRequest) -> None:
         self.applier = applier
         self.request = request
         self.file_id = applier._file_id(request.group, request.filename)
-        self.small = request.file_size <= SMALL_UPLOAD
-        self.parts: list[bytes] = []
         self.upload: Upload | None = None
-        # Replica writes are never on the event loop's critical path for clients: threads for all but
-        # small non-durable ones.
-        self.open_threaded = self.write_threaded = not self.small
-        self.finish_threaded = not self.small or applier.service.durable_meta
 
     def open(self) -> None:
-        if not self.small:
-            self.upload = self.applier.store.open_replica_upload(self.file_id, self.request.file_size)
+        self.upload = self.applier.store.open_replica_upload(self.file_id, self.request.file_size)
 
     def write(self, chunk: bytes) -> None:
-        if self.upload is None:
-            self.parts.append(chunk)
-        else:
-            self.upload.write(chunk)
+        assert self.upload is not None
+        self.upload.write(chunk)
 
     def finish(self) -> bytes:
+        assert self.upload is not None
+        self.upload.commit()
         request = self.request
-        if self.upload is None:
-            self.applier.store.put_replica(self.file_id, b"".join(self.parts))
-        else:
-            self.upload.commit()
         self.applier.done("c", request.filename, request.timestamp, size=request.file_size)
         return EMPTY_REPLY
 
     def abort(self) -> None:
-        self.parts = []
         if self.upload is not None:
             self.upload.abort()
 

@@ -21,6 +21,7 @@ from cluster.protocol import (
     Request,
     RequestDecoder,
     RequestHead,
+    SyncCreateFileRequest,
     UploadFileRequest,
     UploadSlaveFileRequest,
     encode_frame,
@@ -193,3 +194,27 @@ def test_malformed_heads(frame: bytes) -> None:
     decoder.feed(frame)
     with pytest.raises(ProtocolError):
         drain(decoder)
+
+
+def test_whole_commands_come_as_one_frame_when_small() -> None:
+    decoder = RequestDecoder(MAX_BODY, MAX_STREAM, frozenset({Command.SYNC_CREATE_FILE}), whole_limit=200)
+    small = SyncCreateFileRequest(7, "group1", NAME, 10)
+    large = SyncCreateFileRequest(8, "group1", NAME, 300)
+    upload = UploadFileRequest(0, 10, "txt")
+    stream = small.encode(b"0123456789") + large.encode(bytes(300)) + upload.encode(b"abcdefghij")
+    events: list[Event] = []
+    for byte in range(len(stream)):  # byte by byte: a frame is only complete at its last byte
+        decoder.feed(stream[byte : byte + 1])
+        events.extend(drain(decoder))
+    frame = events[0]
+    assert isinstance(frame, Frame) and frame.cmd == Command.SYNC_CREATE_FILE
+    assert encode_frame(frame.cmd, frame.body) == small.encode(b"0123456789")
+    heads = [e.request for e in events if isinstance(e, RequestHead)]
+    assert heads == [large, upload]  # over the limit, or not a whole command: streamed as before
+    assert b"".join(e.data for e in events if isinstance(e, BodyChunk)) == bytes(300) + b"abcdefghij"
+    assert decoder.idle
+
+
+def test_whole_limit_must_not_be_negative() -> None:
+    with pytest.raises(ValueError):
+        RequestDecoder(MAX_BODY, MAX_STREAM, frozenset(), whole_limit=-1)
