@@ -64,10 +64,21 @@ def as_seconds(text: str, key: str) -> float:
 
 
 def parse_address(text: str, default_port: int, key: str = "address") -> Address:
-    """``host:port`` (or a bare ``host``) as an :class:`Address`."""
-    host, sep, port_text = text.strip().rpartition(":")
-    if not sep:
-        host, port_text = port_text, str(default_port)
+    """``host:port`` (or a bare ``host``) as an :class:`Address`; an IPv6 address in brackets,
+    ``[::1]:22122`` or ``[::1]``, as in FastDFS's conf files."""
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1 :] if end > 0 else ""
+        if end <= 1 or (rest and not rest.startswith(":")):
+            raise ConfigError(f"{key}: {text!r} is not [ipv6]:port")
+        host, port_text = text[1:end], rest[1:] if rest else str(default_port)
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = port_text, str(default_port)
+        elif ":" in host:
+            raise ConfigError(f"{key}: {text!r}: write an IPv6 address in brackets, [address]:port")
     if not host or any(c.isspace() for c in host):
         raise ConfigError(f"{key}: {text!r} is not host:port")
     try:

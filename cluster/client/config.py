@@ -38,7 +38,8 @@ def parse_tracker(spec: TrackerSpec) -> Address:
         return spec
     if isinstance(spec, tuple):
         host, port = spec
-        return parse_address(f"{host}:{port}", TRACKER_PORT, "tracker_server")
+        text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return parse_address(text, TRACKER_PORT, "tracker_server")
     return parse_address(spec, TRACKER_PORT, "tracker_server")
 
 

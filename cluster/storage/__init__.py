@@ -3,6 +3,8 @@
 Modules: ``config`` (StorageConfig from storage.conf), ``handlers`` (whole requests to replies),
 ``sessions`` (streamed uploads, appends, modifies), ``transfer`` (sending file regions),
 ``connection`` (one client connection), ``reporter`` (joining and beating the trackers),
+``binlog`` (the record of changes for the peers), ``replicator`` (sending them to one peer),
+``sync_apply`` (applying a peer's changes), ``replication`` (all of that for one storage),
 ``server`` (all of it together) and ``process`` (the command line: ``main(argv)``).
 """
 

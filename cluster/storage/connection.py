@@ -27,7 +27,7 @@ from cluster.errors import AccessDenied, ClusterError, status_for_exception
 from cluster.protocol import SYNC_COMMANDS, BodyChunk, Command, Frame, ProtocolError, RequestDecoder, RequestHead
 from cluster.protocol.frames import HEADER, HEADER_SIZE
 from cluster.runtime import Connection
-from trunkstore import TrunkstoreError
+from trunkstore import SlotConflict, TrunkstoreError
 
 from .handlers import (
     SMALL_UPLOAD_FRAME_LEN,
@@ -120,6 +120,10 @@ class StorageConnection(Connection):
             status = errno.EIO
         elif status == errno.EIO:
             log.warning("%s: request failed: %s", self.peer, exc)
+        elif isinstance(exc, SlotConflict):
+            # Two members allocated the same slot: their trunk-id sequences overlap.  The replica is
+            # refused (EEXIST) and the local file kept; the configuration needs fixing.
+            log.error("%s: %s; the group's storages need disjoint trunk_id_start / trunk_id_step", self.peer, exc)
         else:
             log.debug("%s: request refused (%s): %s", self.peer, errno.errorcode.get(status, status), exc)
         self.send(error_reply(status))

@@ -876,6 +876,8 @@ def test_constructor_arguments() -> None:
         Client()
     client = Client("127.0.0.1:1", connect_timeout=1.5)
     assert [(t.host, t.port) for t in client.config.trackers] == [("127.0.0.1", 1)]
+    ipv6 = Client([("::1", 3), "[::1]:4", "[fe80::2]"])
+    assert [(t.host, t.port) for t in ipv6.config.trackers] == [("::1", 3), ("::1", 4), ("fe80::2", 22122)]
     assert client.config.connect_timeout == 1.5
     client = Client([("127.0.0.1", 2)], config=ClientConfig(network_timeout=9.0), network_timeout=3.0)
     assert client.config.network_timeout == 3.0 and client.config.trackers[0].port == 2

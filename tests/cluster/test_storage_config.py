@@ -142,6 +142,10 @@ def test_unknown_keys_are_warned_about(tmp_path: Path) -> None:
         "heart_beat_interval = -1",
         "sync_mode = sometimes",
         "tracker_server = host:port",
+        "tracker_server = ::1:22122",
+        "tracker_server = [::1",
+        "tracker_server = []:22122",
+        "tracker_server = [::1]x",
         "subdir_count_per_path = 1000",
         "max_pkg_size = 10",
         "disabled = maybe",
@@ -151,6 +155,21 @@ def test_unknown_keys_are_warned_about(tmp_path: Path) -> None:
 def test_bad_values_are_refused(tmp_path: Path, line: str) -> None:
     with pytest.raises(ConfigError, match=r"test\.conf"):
         load(f"base_path = {tmp_path}\n{line}")
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("[::1]:22123", Address("::1", 22123)),
+        ("[fe80::1]", Address("fe80::1", 22122)),
+        ("10.0.0.1", Address("10.0.0.1", 22122)),
+        (" tracker.example:22000 ", Address("tracker.example", 22000)),
+    ],
+    ids=["ipv6-port", "ipv6-default-port", "ipv4-default-port", "name-port"],
+)
+def test_tracker_addresses(tmp_path: Path, text: str, address: Address) -> None:
+    config, _ = load(f"base_path = {tmp_path}\ntracker_server = {text}")
+    assert config.tracker_servers == (address,)
 
 
 def test_base_path_is_required() -> None:
