@@ -68,7 +68,13 @@ class AlreadyExists(FileExists):
 
 
 class SlotConflict(AlreadyExists):
-    """A replicated trunk file's slot is taken by another live file; that file is left as it is."""
+    """A replicated trunk file's slot is taken by another live file; that file is left as it is.
+
+    EBUSY rather than EEXIST: the slot may be held by a file whose delete is still on its way from
+    another peer, so the sender retries later instead of taking the file as applied.
+    """
+
+    status = _errno.EBUSY
 
 
 class ContentMismatch(InvalidArgument):

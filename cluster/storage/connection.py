@@ -121,9 +121,13 @@ class StorageConnection(Connection):
         elif status == errno.EIO:
             log.warning("%s: request failed: %s", self.peer, exc)
         elif isinstance(exc, SlotConflict):
-            # Two members allocated the same slot: their trunk-id sequences overlap.  The replica is
-            # refused (EEXIST) and the local file kept; the configuration needs fixing.
-            log.error("%s: %s; the group's storages need disjoint trunk_id_start / trunk_id_step", self.peer, exc)
+            # Refused (EBUSY, the sender retries) and the local file kept.  Passing: the slot's file has
+            # a delete still on its way.  Lasting: two members' trunk-id sequences overlap.
+            log.warning(
+                "%s: %s (if this persists, the group's storages lack disjoint trunk_id_start / trunk_id_step)",
+                self.peer,
+                exc,
+            )
         else:
             log.debug("%s: request refused (%s): %s", self.peer, errno.errorcode.get(status, status), exc)
         self.send(error_reply(status))

@@ -74,7 +74,8 @@ _CHUNK = 1 << 20
 MARK_EVERY = 1.0
 #: Seconds between questions to a tracker about a new peer's sync source.
 ASK_EVERY = 2.0
-#: Replies that mean "applied" to an idempotent replay.
+#: Replies that mean "applied" to an idempotent replay (EBUSY, a slot still held by a file whose
+#: delete has not arrived yet, is retried with back-off instead).
 _DONE = frozenset({0, errno.EEXIST, errno.ENOENT})
 #: Peers in these statuses are not sent to (not yet placed by a tracker, or gone).
 _SKIPPED_STATUSES = frozenset({StorageStatus.INIT, StorageStatus.DELETED, StorageStatus.IP_CHANGED, StorageStatus.NONE})
@@ -236,15 +237,18 @@ class PeerSync:
         failing = False
         try:
             while True:
+                start = self.mark.position
                 try:
                     await self._connect()
-                    if failing:
-                        log.info("peer %s: replicating again", self.key)
-                    failing, backoff = False, 0.1
                     await self._stream()
                 except asyncio.CancelledError:
                     raise
                 except (OSError, EOFError, TimeoutError, ProtocolError, ClusterError) as exc:
+                    if self.mark.position > start:
+                        # Records went through before this failure: a new problem, retried at once.
+                        if failing:
+                            log.info("peer %s: replicating again", self.key)
+                        failing, backoff = False, 0.1
                     if not failing:
                         log.warning("peer %s: %s; retrying", self.key, exc or type(exc).__name__)
                     failing = True

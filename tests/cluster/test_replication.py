@@ -45,6 +45,7 @@ from cluster.protocol import (
     decode_header,
     decode_metadata,
 )
+from trunkstore import Store
 
 GROUP = "group1"
 MIB = 1 << 20
@@ -317,3 +318,31 @@ def test_bundled_cluster_with_two_storages_per_group(tmp_path: Path) -> None:
                 wait_for(copied, message=f"{file_id} on {address}")
     finally:
         subprocess.run([*command, "down", "--dir", str(tmp_path)], capture_output=True, timeout=120)
+
+
+def test_a_slot_still_held_is_busy_until_its_delete_arrives(pair: Pair, tmp_path: Path) -> None:
+    # A third member's store, in-process: it deletes X and reuses X's slot for Y, so a replica that
+    # gets Y before X's delete (from another peer, in an initial copy) must refuse Y for now.
+    conf = {
+        "storage_id": 100003,
+        "trunk_id_start": 3,
+        "trunk_id_step": 3,
+        "trunk_file_size": 4 << 20,
+        "slot_max_size": 1 << 20,
+    }
+    with Store(tmp_path / "third", sync_mode="none", **conf) as third:
+        x_id = third.put(b"x" * 1000)
+        third.delete(x_id)
+        y_id = third.put(b"y" * 1000)
+    x_name, y_name = x_id.split("/", 1)[1], y_id.split("/", 1)[1]
+    assert x_name[37:53] == y_name[37:53]  # the same trunk id, offset and slot size
+    with WireClient(pair.b.address) as wire:
+        wire.send(SyncCreateFileRequest(1, GROUP, x_name, 1000).encode(b"x" * 1000))
+        assert wire.reply()[0] == 0
+        wire.send(SyncCreateFileRequest(2, GROUP, y_name, 1000).encode(b"y" * 1000))
+        assert wire.reply()[0] == errno.EBUSY
+        wire.send(SyncDeleteFileRequest(3, GROUP, x_name).encode())
+        assert wire.reply()[0] == 0
+        wire.send(SyncCreateFileRequest(4, GROUP, y_name, 1000).encode(b"y" * 1000))
+        assert wire.reply()[0] == 0
+    assert has(pair.b, y_name, b"y" * 1000) and gone(pair.b, x_name)
