@@ -132,10 +132,10 @@ class Binlog:
         return BinlogPosition(self._index, self._size)
 
     def record(self, op: str, filename: str, *extra: object, timestamp: int | None = None) -> None:
-        """Append one record (``timestamp`` defaults to now)."""
-        line = BinlogRecord(
-            int(time.time()) if timestamp is None else timestamp, op, filename, tuple(str(x) for x in extra)
-        ).encode()
+        """Append one record (``timestamp`` defaults to now).  Called for every upload: kept lean."""
+        now = int(time.time())
+        fields = f"{now if timestamp is None else timestamp} {op} {filename}"
+        line = (f"{fields} {' '.join(map(str, extra))}\n" if extra else fields + "\n").encode("ascii")
         with self._lock:
             if self._size >= self.rotate_size:
                 self._rotate()
@@ -145,7 +145,6 @@ class Binlog:
                 raise OSError(f"short write to the binlog ({written} of {len(line)} bytes)")
             self._size += written
             self._dirty = True
-            now = int(time.time())
             if op.isupper():
                 self.last_source_update = now
             else:
