@@ -36,6 +36,7 @@ from .handlers import (
     Region,
     reply_header,
 )
+from .pipeline import ReplicaPipeline
 from .sessions import Session, open_session
 from .sync_apply import WHOLE_REPLICA_COMMANDS, WHOLE_REPLICA_LIMIT
 from .transfer import send_region
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _QUIT = int(Command.QUIT)
+_SYNC_CREATE = int(Command.SYNC_CREATE_FILE)
 _EXPECTED = (TrunkstoreError, ClusterError, ProtocolError, OSError)
 
 
@@ -67,6 +69,8 @@ class StorageConnection(Connection):
             config.max_pkg_size, config.max_upload_size, WHOLE_REPLICA_COMMANDS, WHOLE_REPLICA_LIMIT
         )
         self.session: Session | None = None
+        #: A peer's replica creates stored side by side (durable stores only).
+        self.replicas = ReplicaPipeline(server.executor, self._send_counted, self.fail)
         #: The store work running in a thread for this connection, if any.
         self._work: concurrent.futures.Future[Any] | None = None
 
@@ -76,7 +80,7 @@ class StorageConnection(Connection):
         # else is in progress, goes straight to the service: no decoder, no event objects.
         # So does a whole small upload when the store needs no sync to acknowledge it.
         size = len(data)
-        if size <= SMALL_UPLOAD_FRAME_LEN and self.ready_for_request:
+        if size <= SMALL_UPLOAD_FRAME_LEN and self.ready_for_request and not self.replicas:
             try:
                 if size == WHOLE_TRUNK_DOWNLOAD_FRAME_LEN and data[:HEADER_SIZE] == WHOLE_TRUNK_DOWNLOAD_HEADER:
                     result = self.service.whole_download(data[HEADER_SIZE:])
@@ -136,6 +140,8 @@ class StorageConnection(Connection):
 
     # ---- events -----------------------------------------------------------------------------------
     def handle(self, event: object) -> Awaitable[Any] | None:
+        if self.replicas and not (event.__class__ is Frame and event.cmd == _SYNC_CREATE):
+            return self._after_replicas(event)
         if event.__class__ is Frame:
             return self._frame(event)
         if event.__class__ is BodyChunk:
@@ -157,6 +163,8 @@ class StorageConnection(Connection):
             return None
         if result.__class__ is bytes:
             return self._replied(result)
+        if frame.cmd == _SYNC_CREATE:
+            return self.replicas.start(result)  # type: ignore[arg-type]
         if isinstance(result, Region):
             return self._send_region(result)
         return self._reply_from_thread(result)  # type: ignore[arg-type]
@@ -165,6 +173,17 @@ class StorageConnection(Connection):
         ip = self.peer.rpartition(":")[0]
         if not self.storage.accepts_sync_from(ip):
             raise AccessDenied(f"{Command(cmd).name} from {self.peer}, which is not a storage of this group")
+
+    def _send_counted(self, reply: bytes) -> None:
+        self.send(reply)
+        self.served += 1
+
+    async def _after_replicas(self, event: object) -> None:
+        """Any request after replica creates waits until they are done and answered."""
+        await self.replicas.until(0)
+        pending = self.handle(event)
+        if pending is not None:
+            await pending
 
     def _replied(self, reply: bytes) -> Awaitable[Any] | None:
         """Send a whole reply; what to wait for before the next request, if anything."""

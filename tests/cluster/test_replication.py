@@ -346,3 +346,30 @@ def test_a_slot_still_held_is_busy_until_its_delete_arrives(pair: Pair, tmp_path
         wire.send(SyncCreateFileRequest(4, GROUP, y_name, 1000).encode(b"y" * 1000))
         assert wire.reply()[0] == 0
     assert has(pair.b, y_name, b"y" * 1000) and gone(pair.b, x_name)
+
+
+def test_durable_replicas_stored_side_by_side_keep_their_order(tmp_path: Path) -> None:
+    # sync_mode always: the replica runs a peer's creates concurrently (one fsync for many) but
+    # answers them in order, and a delete waits for the creates before it.
+    with (
+        start_tracker(tmp_path) as tracker,
+        start_storage(tmp_path, [tracker], sync_mode="always", **member_conf(1)) as a,
+        start_storage(tmp_path, [tracker], sync_mode="always", **member_conf(2)) as b,
+    ):
+        wait_for(lambda: all_active(tracker, 2), message="both storages ACTIVE")
+        kept, deleted = {}, []
+        with WireClient(a.address) as wire:
+            for number in range(150):
+                data = os.urandom(100 + number)
+                name = upload(wire, data)
+                if number % 5 == 0:
+                    assert delete(wire, name)[0] == 0
+                    deleted.append(name)
+                else:
+                    kept[name] = data
+        for name, data in kept.items():
+            wait_for(lambda name=name, data=data: has(b, name, data), message=f"{name} on the peer")
+        assert all(gone(b, name) for name in deleted)
+        a.stop()
+        b.stop()
+        assert_store_clean(b.base_path)
