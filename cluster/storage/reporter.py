@@ -144,6 +144,14 @@ def storage_stats(
     the replication fields (:meth:`cluster.storage.replication.Replication.stats`)."""
     c = store.counters.snapshot()
     alloc, current, peak = connections
+    # The file counters count requests that read or wrote a file's bytes (a download; an upload, append
+    # or modify): trunk files are read and written in their open container, so there is no open per
+    # request to count, and one request is one read or write of the file however it is split.
+    reads = (c["download_total"], c["download_ok"])
+    writes = (
+        c["upload_total"] + c["append_total"] + c["modify_total"],
+        c["upload_ok"] + c["append_ok"] + c["modify_ok"],
+    )
     return StorageStats(
         alloc_count=alloc,
         current_count=current,
@@ -172,6 +180,12 @@ def storage_stats(
         success_modify_bytes=c["modify_bytes"],
         total_download_bytes=c["download_bytes"],
         success_download_bytes=c["download_bytes"],
+        total_file_open_count=reads[0] + writes[0],
+        success_file_open_count=reads[1] + writes[1],
+        total_file_read_count=reads[0],
+        success_file_read_count=reads[1],
+        total_file_write_count=writes[0],
+        success_file_write_count=writes[1],
         last_heart_beat_time=int(time.time()),
         **(replication or {}),
     )

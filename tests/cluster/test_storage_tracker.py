@@ -63,6 +63,12 @@ def test_beats_carry_the_upload_counters(cluster: Cluster) -> None:
         return stat is not None and stat.stats.success_upload_count >= 3 and stat.stats.success_download_count >= 1
 
     wait_for(counted, message="the counters in a beat")
+    stat = listed_storage(cluster.tracker, cluster.storage)
+    assert stat is not None
+    stats = stat.stats
+    assert stats.success_file_write_count == stats.success_upload_count >= 3
+    assert stats.success_file_read_count == stats.success_download_count >= 1
+    assert stats.success_file_open_count == stats.success_file_read_count + stats.success_file_write_count
 
 
 def test_storage_started_before_its_tracker_joins_when_it_comes_up(tmp_path: Path) -> None:
