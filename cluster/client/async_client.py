@@ -1,9 +1,9 @@
 """The asyncio client: :class:`AsyncClient`, for use from one event loop (uvloop or asyncio).
 
 Same operations, names and behaviour as :class:`~cluster.client.Client`: both drive the generators
-of :mod:`cluster.client.operations`; the connections are in :mod:`.async_connection`.  Reading a
-local source file or writing a local destination file is done in the loop (page-cache speed), as
-the blocking client does.
+of :mod:`cluster.client.operations`; the connections are in :mod:`.async_connection`.  The chunks
+of a large local source file are read, and those of a download to a local file written, in a
+thread, so that a slow disk never stalls the loop's other work.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ progress, so that ``network_timeout`` bounds a stall rather than a whole transfe
 from __future__ import annotations
 
 import asyncio
-from typing import Any, BinaryIO, cast
+from collections.abc import Callable
+from typing import Any, BinaryIO, TypeVar, cast
 
 from cluster.errors import ClusterError
 from cluster.protocol import HEADER_SIZE
@@ -36,6 +37,8 @@ from .requests import (
 #: Reading from the socket pauses while this much is buffered and not yet taken.
 HIGH_WATER = 1 << 20
 LOW_WATER = 256 * 1024
+
+T = TypeVar("T")
 
 
 class ReplyBuffer(asyncio.Protocol):
@@ -182,7 +185,12 @@ class AsyncConnection:
         head_len = len(step.frame)
         sent = 0
         total = head_len + source.size
-        for piece in source.pieces(step.frame, chunk_size):
+        pieces = source.pieces(step.frame, chunk_size)
+        while True:
+            # A file's chunks are read in a thread: a disk read must not hold up the loop.
+            piece = next(pieces, None) if source.file is None or not sent else await _in_thread(next, pieces, None)
+            if piece is None:
+                break
             self._check_early_reply(step)
             self.transport.write(piece)
             self.sent = True
@@ -247,7 +255,7 @@ class AsyncConnection:
         done = 0
         while done < pkg_len:
             data = await self._read_some(step, min(chunk_size, pkg_len - done))
-            write_sink(sink, data)
+            await _in_thread(write_sink, sink, data)
             done += len(data)
             self.delivered = done
             if progress is not None:
@@ -256,3 +264,8 @@ class AsyncConnection:
         check_extra(step, HEADER_SIZE + pkg_len + len(self.buffer.data), pkg_len)
         self.reusable = True
         return pkg_len
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in the loop's default executor (local file I/O)."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
