@@ -62,6 +62,7 @@ SCHEMA: dict[str, ConfKey] = {
     "max_pkg_size": ConfKey("max_pkg_size", as_size),
     "max_upload_size": ConfKey("max_upload_size", as_size),
     "io_threads": ConfKey("io_threads", as_int),
+    "ack_replicas": ConfKey("ack_replicas", as_int),
 }
 
 #: Keys read by StoreConfig.from_values, or rewritten for it below.
@@ -180,6 +181,10 @@ class StorageConfig:
     max_upload_size: int = 64 * GIB
     #: Threads doing the store's blocking work (fsyncs, large reads and writes).
     io_threads: int = 24
+    #: An upload is acknowledged only once this many other storages of the group have stored it too
+    #: (0: at once, as FastDFS).  It is refused (EBUSY) while fewer are reachable, and answered
+    #: ETIMEDOUT if the copies take longer than ``network_timeout`` (the file is kept and still copied).
+    ack_replicas: int = 0
 
     def __post_init__(self) -> None:
         if not self.base_path:
@@ -197,6 +202,8 @@ class StorageConfig:
             raise ConfigError("max_upload_size must not be negative")
         if not 1 <= self.io_threads <= 256:
             raise ConfigError("io_threads must be 1 .. 256")
+        if not 0 <= self.ack_replicas <= 255:
+            raise ConfigError("ack_replicas must be 0 .. 255")
 
     @property
     def group_name(self) -> str:

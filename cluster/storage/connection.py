@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cluster.errors import AccessDenied, ClusterError, status_for_exception
+from cluster.errors import AccessDenied, Busy, ClusterError, RequestTimeout, status_for_exception
 from cluster.protocol import SYNC_COMMANDS, BodyChunk, Command, Frame, ProtocolError, RequestDecoder, RequestHead
 from cluster.protocol.frames import HEADER, HEADER_SIZE
 from cluster.runtime import Connection
@@ -228,6 +228,8 @@ class StorageConnection(Connection):
             if request.COMMAND in SYNC_COMMANDS:
                 self._check_peer(request.COMMAND)
             session = open_session(self.service, request)
+            if session.creates and self.storage.config.ack_replicas:
+                self._check_copies_possible()
         except Exception as exc:
             session = _Refused(exc)
         self.session = session
@@ -278,6 +280,8 @@ class StorageConnection(Connection):
             session.abort()
             self.fail(exc)
             return None
+        if session.creates and self.storage.config.ack_replicas:
+            return self._send_when_copied(data)
         self.send(data)
         self.served += 1
         return None
@@ -293,8 +297,30 @@ class StorageConnection(Connection):
             await self._in_thread(session.abort)
             self.fail(exc)
             return
+        if session.creates and self.storage.config.ack_replicas:
+            await self._send_when_copied(data)
+            return
         self.send(data)
         self.served += 1
+
+    # ---- copies on other storages before the reply (ack_replicas) -----------------------------------
+    def _check_copies_possible(self) -> None:
+        replication = self.storage.replication
+        wanted = self.storage.config.ack_replicas
+        reachable = replication.reachable() if replication is not None else 0
+        if reachable < wanted:
+            raise Busy(f"an upload needs {wanted} other storage(s) of the group to copy it; {reachable} reachable")
+
+    async def _send_when_copied(self, reply: bytes) -> None:
+        """Send an upload's reply once ``ack_replicas`` peers hold the file, or ETIMEDOUT."""
+        replication = self.storage.replication
+        assert replication is not None
+        config = self.storage.config
+        if await replication.copied(replication.binlog.end, config.ack_replicas, config.network_timeout):
+            self.send(reply)
+            self.served += 1
+        else:
+            self.fail(RequestTimeout(f"the upload was not copied to {config.ack_replicas} storage(s) in time"))
 
     # ---- threads ----------------------------------------------------------------------------------
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:

@@ -132,8 +132,9 @@ class StorageService:
         mode = store.config.sync_mode
         self.durable = mode == "always"
         self.durable_meta = mode != "none"
-        #: Small uploads are stored on the event loop unless their commit waits for a sync.
-        self._uploads_wait = self.durable or (self.durable_meta and store.config.dedup)
+        #: Small uploads are stored on the event loop unless their commit waits for a sync (or their
+        #: reply for copies on other storages): with ``uploads_wait`` the whole-upload short path is off.
+        self.uploads_wait = self.durable or (self.durable_meta and store.config.dedup)
         self._path_count = store.config.store_path_count
         self._group_field = FileIdReply(self.group, "x").encode_body()[:16]
         self._whole_download_head = bytes(16) + self._group_field  # offset 0, length 0, group
@@ -223,7 +224,7 @@ class StorageService:
         Anything it does not take (durable mode, whose writes wait for fsync in a thread; a malformed
         head; another command) is ``None``, for the general path to answer.
         """
-        if self._uploads_wait or not _UPLOAD_DATA_START <= len(frame) <= SMALL_UPLOAD_FRAME_LEN:
+        if self.uploads_wait or not _UPLOAD_DATA_START <= len(frame) <= SMALL_UPLOAD_FRAME_LEN:
             return None
         pkg_len, cmd, _status = HEADER.unpack_from(frame)
         if cmd != _UPLOAD_FILE or pkg_len != len(frame) - HEADER.size:

@@ -25,7 +25,7 @@ from cluster.errors import ClusterError
 from cluster.protocol import ProtocolError, Request, StorageBrief, SyncProgress
 from cluster.protocol.fields import MAX_SERVER_ID
 
-from .binlog import Binlog
+from .binlog import Binlog, BinlogPosition
 from .replicator import PeerSync, ReplicationContext, Wakeup, wanted_peers
 from .sync_apply import ReplicaProgress, SyncApplier
 
@@ -75,6 +75,8 @@ class Replication:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakeups: list[Wakeup] = []
         self._background: list[asyncio.Task[None]] = []
+        #: Uploads waiting for copies: (binlog position, copies wanted, future).
+        self._copy_waiters: list[tuple[BinlogPosition, int, asyncio.Future[bool]]] = []
         self.binlog.on_append = self._appended
 
     # ---- the group --------------------------------------------------------------------------------
@@ -119,6 +121,43 @@ class Replication:
             "last_sync_update": self.binlog.last_sync_update,
             "last_synced_timestamp": min(latest.values(), default=0),
         }
+
+    # ---- copies before acknowledging -------------------------------------------------------------
+    def reachable(self) -> int:
+        """Peers this storage is connected to now."""
+        return sum(1 for sender in self.senders.values() if sender.connected)
+
+    def copies(self, position: BinlogPosition) -> int:
+        """Peers that have answered every record up to ``position``."""
+        return sum(1 for sender in self.senders.values() if sender.mark.position >= position)
+
+    async def copied(self, position: BinlogPosition, count: int, timeout: float) -> bool:
+        """Wait until ``count`` peers have every record up to ``position``; False after ``timeout``, or
+        as soon as too few peers are connected to make the copies."""
+        if self.copies(position) >= count:
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        entry = (position, count, waiter)
+        self._copy_waiters.append(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except TimeoutError:
+            return False
+        finally:
+            if entry in self._copy_waiters:
+                self._copy_waiters.remove(entry)
+
+    def _progressed(self) -> None:
+        """A peer answered more records, or its connection went: settle the uploads waiting for copies."""
+        for position, count, waiter in self._copy_waiters:
+            if waiter.done():
+                continue
+            senders = self.senders.values()
+            if sum(1 for s in senders if s.mark.position >= position) >= count:
+                waiter.set_result(True)
+            elif sum(1 for s in senders if s.mark.position >= position or s.connected) < count:
+                waiter.set_result(False)
 
     # ---- running ----------------------------------------------------------------------------------
     def start(self, ip: str, port: int, sync_binlog: bool) -> None:
@@ -181,6 +220,7 @@ class Replication:
                 continue
             wakeup = Wakeup(loop)
             sender = PeerSync(self._context(), brief, wakeup, lambda: self.binlog.end)
+            sender.on_progress = self._progressed
             self.senders[key] = sender
             self._wakeups.append(wakeup)
             self._tasks[key] = loop.create_task(sender.run(), name=f"replication to {key}")

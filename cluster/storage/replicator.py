@@ -220,12 +220,19 @@ class PeerSync:
         self.skipped = 0
         #: Bytes of requests the peer has answered.
         self.bytes_out = 0
+        #: Called when the peer has answered more records (see :meth:`Replication.copied`).
+        self.on_progress: Callable[[], None] | None = None
         self._saved_at = 0.0
         self._asked_at = float("-inf")
         self._reader_io: asyncio.StreamReader | None = None
         #: Reply bytes read but not yet taken apart.
         self._replies = bytearray()
         self._writer_io: asyncio.StreamWriter | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection to the peer is up (it can take copies now)."""
+        return self._writer_io is not None
 
     @property
     def caught_up(self) -> bool:
@@ -279,6 +286,8 @@ class PeerSync:
         if writer is not None:
             with contextlib.suppress(Exception):
                 writer.close()
+            if self.on_progress is not None:
+                self.on_progress()  # uploads waiting for this peer's copy may have to give up
 
     def _save_mark(self) -> None:
         try:
@@ -309,6 +318,8 @@ class PeerSync:
                     outgoing = await loop.run_in_executor(self.context.executor, self._prepare, part)
                 await self._send(outgoing)
             self.mark.position = end
+            if self.on_progress is not None:
+                self.on_progress()
             if time.monotonic() - self._saved_at >= MARK_EVERY:
                 self._save_mark()
 
@@ -474,6 +485,8 @@ class PeerSync:
                     raise ConnectionLost(f"unexpected reply {header} from peer {self.key}")
                 self._answered(pending.popleft(), header.status, retry)
                 count -= 1
+        if self.on_progress is not None:
+            self.on_progress()
 
     def _answered(self, item: Outgoing, status: int, retry: list[BinlogRecord]) -> None:
         record = item.record

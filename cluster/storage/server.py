@@ -101,6 +101,8 @@ class StorageServer:
             config.connect_timeout,
             config.network_timeout,
         )
+        if config.ack_replicas:
+            self._service.uploads_wait = True  # each upload's reply waits for its copies
         self.port = await self.connections.listen(config.listen_host, config.port)
         log.info(
             "storage of %s on %s:%d, store at %s (sync_mode=%s)",

@@ -43,6 +43,8 @@ FLUSH_BYTES = 256 * 1024
 class Session:
     """The store-side state of one streamed request."""
 
+    #: A client's upload: a new file (whose reply may wait for copies on other storages).
+    creates = False
     #: Which steps may block long enough (file I/O, fsync) to belong in a thread.
     open_threaded = False
     write_threaded = False
@@ -67,6 +69,8 @@ class Session:
 
 class UploadSession(Session):
     """UPLOAD_FILE, UPLOAD_APPENDER_FILE and UPLOAD_SLAVE_FILE."""
+
+    creates = True
 
     def __init__(
         self,
@@ -113,6 +117,8 @@ class SmallUploadSession(Session):
     The file is small enough to hold, and one call into the store is the cheapest way to a trunk
     slot (the common case, and the one whose rate matters).
     """
+
+    creates = True
 
     def __init__(self, service: StorageService, request: UploadFileRequest) -> None:
         self.service = service

@@ -33,6 +33,7 @@ from storage_wire import (
     truncate,
     upload,
     upload_slave,
+    upload_status,
 )
 
 from cluster.cli import bundle
@@ -373,3 +374,40 @@ def test_durable_replicas_stored_side_by_side_keep_their_order(tmp_path: Path) -
         a.stop()
         b.stop()
         assert_store_clean(b.base_path)
+
+
+def test_ack_replicas_acknowledges_only_files_a_peer_holds(tmp_path: Path) -> None:
+    with (
+        start_tracker(tmp_path) as tracker,
+        start_storage(tmp_path, [tracker], ack_replicas=1, network_timeout=3, **member_conf(1)) as a,
+        start_storage(tmp_path, [tracker], **member_conf(2)) as b,
+    ):
+        wait_for(lambda: all_active(tracker, 2), message="both storages ACTIVE")
+
+        def uploaded() -> str | None:
+            with WireClient(a.address) as wire:
+                status, body = upload_status(wire, b"two copies")
+            assert status in (0, errno.EBUSY), status  # EBUSY: the peer is not connected yet
+            return filename_of(body) if status == 0 else None
+
+        name = wait_for(uploaded, message="an upload once the peer is reachable")
+        assert read(b, name) == b"two copies"  # no wait: the reply came after the peer had it
+        with WireClient(a.address) as wire:
+            for number in range(20):
+                data = b"copy %d" % number
+                copied = upload(wire, data)
+                assert read(b, copied) == data
+        b.stop()
+        # With its only peer gone, the storage refuses uploads rather than keep a single copy (one
+        # that arrives as the peer goes is answered ETIMEDOUT: kept, but not acknowledged).
+        statuses = []
+        wait_for(
+            lambda: statuses.append(upload_status_of(a)) or statuses[-1] == errno.EBUSY,
+            message="uploads refused without a peer",
+        )
+        assert set(statuses) <= {errno.EBUSY, errno.ETIMEDOUT}
+
+
+def upload_status_of(storage: ServerProcess) -> int:
+    with WireClient(storage.address) as wire:
+        return upload_status(wire, b"one copy only")[0]
