@@ -15,6 +15,7 @@ Medians over ``--repeat`` runs, each on a fresh pair.  JSON with ``--json``.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import platform
@@ -50,12 +51,28 @@ def _has(wire: Wire, name: str) -> bytes | None:
         raise
 
 
-def run_once(count: int, size: int, sync_mode: str, base: str | None) -> dict[str, float]:
+def _until_copies_possible(wire: Wire, timeout: float = 30.0) -> None:
+    """With ack_replicas, uploads are refused (EBUSY) until the source is connected to its peer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _upload_all(wire, [b"warm-up"])
+            return
+        except ReplyError as exc:
+            if exc.status != errno.EBUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def run_once(count: int, size: int, sync_mode: str, base: str | None, ack_replicas: int = 0) -> dict[str, float]:
     payloads = [os.urandom(size) for _ in range(count)]
-    with LocalCluster(sync_mode=sync_mode, storages=2, base=base) as cluster:
+    conf = {"ack_replicas": str(ack_replicas)} if ack_replicas else {}
+    with LocalCluster(sync_mode=sync_mode, storages=2, base=base, storage_conf=conf) as cluster:
         source = Wire(parse_address(cluster.storages[0]), 30.0)
         replica = Wire(parse_address(cluster.storages[1]), 30.0)
         try:
+            if ack_replicas:
+                _until_copies_possible(source)
             started = time.perf_counter()
             names = _upload_all(source, payloads)
             uploaded = time.perf_counter()
@@ -81,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-s", "--size", type=int, default=4096, help="bytes per file")
     parser.add_argument("--repeat", type=int, default=3, help="runs, each on a fresh pair of storages")
     parser.add_argument("--sync-mode", choices=SYNC_MODES, default="none", help="the storages' sync_mode")
+    parser.add_argument(
+        "--ack-replicas", type=int, default=0, help="the source acknowledges an upload once this many peers hold it"
+    )
     parser.add_argument("--spawn-dir", default=None, help="where the throwaway cluster lives (default: $TMPDIR)")
     parser.add_argument("--json", default=None, help="write the runs and medians to this file")
     options = parser.parse_args(argv)
@@ -88,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--count and --repeat must be positive, --size not negative")
     runs = []
     for number in range(options.repeat):
-        run = run_once(options.count, options.size, options.sync_mode, options.spawn_dir)
+        run = run_once(options.count, options.size, options.sync_mode, options.spawn_dir, options.ack_replicas)
         runs.append(run)
         print(
             f"run {number + 1}: {run['uploads_per_s']:,.0f} uploads/s, replicated {run['replicated_per_s']:,.0f}"
@@ -99,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"median of {len(runs)}: {medians['uploads_per_s']:,.0f} uploads/s to the source, "
         f"{medians['replicated_per_s']:,.0f} files/s on the replica, lag {medians['lag_s'] * 1000:.0f} ms "
-        f"({options.count} x {options.size} B, sync_mode {options.sync_mode})"
+        f"({options.count} x {options.size} B, sync_mode {options.sync_mode}, ack_replicas {options.ack_replicas})"
     )
     if options.json:
         record: dict[str, Any] = {
@@ -108,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "count": options.count,
             "size": options.size,
             "sync_mode": options.sync_mode,
+            "ack_replicas": options.ack_replicas,
             "runs": runs,
             "medians": medians,
         }

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from trunkstore.diskio import fsync_dir
 
@@ -185,6 +186,24 @@ class BinlogReader:
         self.directory = directory
         self.position = position
         self.skipped = 0
+        # The binlog file being read, kept open between reads (a caught-up reader reads after every record).
+        self._file: BinaryIO | None = None
+        self._file_index = -1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _chunk(self, index: int, offset: int) -> bytes:
+        if self._file_index != index or self._file is None:
+            self.close()
+            try:
+                self._file = open(binlog_path(self.directory, index), "rb", buffering=0)  # noqa: SIM115
+            except FileNotFoundError:
+                return b""
+            self._file_index = index
+        return os.pread(self._file.fileno(), _READ_CHUNK, offset)
 
     def read(self, limit: int = 512) -> list[BinlogRecord]:
         """Up to ``limit`` whole records after :attr:`position`, which advances past them."""
@@ -192,12 +211,7 @@ class BinlogReader:
         while len(records) < limit:
             index, offset = self.position.index, self.position.offset
             path = binlog_path(self.directory, index)
-            try:
-                with open(path, "rb") as handle:
-                    handle.seek(offset)
-                    chunk = handle.read(_READ_CHUNK)
-            except FileNotFoundError:
-                chunk = b""
+            chunk = self._chunk(index, offset)
             last = chunk.rfind(b"\n")
             if last < 0:
                 if os.path.exists(binlog_path(self.directory, index + 1)):

@@ -266,6 +266,7 @@ class PeerSync:
                 backoff = min(backoff * 2, 5.0)
         finally:
             self._save_mark()
+            self.reader.close()
 
     def update(self, peer: StorageBrief) -> None:
         """The trackers list the peer with a new status, or at a new address (it restarted elsewhere)."""
