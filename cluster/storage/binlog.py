@@ -116,7 +116,7 @@ class Binlog:
             index += 1
         self._index = index
         self._fd = self._open(index)
-        self._size = os.fstat(self._fd).st_size
+        self._size = _drop_cut_line(self._fd)
         self._dirty = False
         #: When a client's change (upper case) and a peer's change (lower case) were last recorded.
         self.last_source_update = 0
@@ -125,7 +125,7 @@ class Binlog:
         self.on_append: Callable[[], None] | None = None
 
     def _open(self, index: int) -> int:
-        return os.open(binlog_path(self.directory, index), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        return os.open(binlog_path(self.directory, index), os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
 
     @property
     def end(self) -> BinlogPosition:
@@ -234,3 +234,17 @@ class BinlogReader:
                 if len(records) >= limit:
                     break
         return records
+
+
+def _drop_cut_line(fd: int) -> int:
+    """Cut a record left half-written by a crash off the end of the binlog; the size kept."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0
+    tail = os.pread(fd, min(size, _READ_CHUNK), max(0, size - _READ_CHUNK))
+    if tail.endswith(b"\n"):
+        return size
+    keep = size - len(tail) + tail.rfind(b"\n") + 1
+    log.warning("binlog: %d bytes of a record cut by a crash dropped", size - keep)
+    os.ftruncate(fd, keep)
+    return keep

@@ -159,6 +159,8 @@ class StorageConnection(Connection):
                 self._check_peer(frame.cmd)
             result = self.service.handle_frame(frame.cmd, frame.status, frame.body)
         except Exception as exc:
+            if frame.cmd == _SYNC_CREATE and self.replicas:
+                return self.replicas.start(_raiser(exc))  # answered after the creates before it
             self.fail(exc)
             return None
         if result.__class__ is bytes:
@@ -362,3 +364,10 @@ class _Refused(Session):
 
     def abort(self) -> None:
         pass
+
+
+def _raiser(exc: BaseException) -> Callable[[], bytes]:
+    def work() -> bytes:
+        raise exc
+
+    return work

@@ -274,8 +274,12 @@ class StorageService:
         file_id = self.file_id(request.group, request.filename)
 
         def work() -> bytes:
-            self.store.delete(file_id)
+            # Recorded first: once the delete frees a trunk slot an upload may take it at once, and
+            # the peers must see this delete before that upload, or the slot is still taken there.
+            # (A delete that then fails leaves a record of a file that is gone anyway, or, on an I/O
+            # error, a peer without a file this storage still has.)
             self.changed("D", file_id)
+            self.store.delete(file_id)
             return EMPTY_REPLY
 
         # A delete also drops the file's metadata, a SQLite commit.

@@ -170,10 +170,12 @@ class Replication:
     async def stop(self) -> None:
         tasks = [*self._background, *self._tasks.values()]
         for task in tasks:
-            task.cancel()
-        for task in tasks:
+            # Python 3.11's wait_for can swallow a cancellation that meets a result: cancel until done.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.5)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                task.result()
         self._background.clear()
         self._tasks.clear()
         self.senders.clear()

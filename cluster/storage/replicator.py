@@ -224,6 +224,9 @@ class PeerSync:
         self.on_progress: Callable[[], None] | None = None
         self._saved_at = 0.0
         self._asked_at = float("-inf")
+        self._reported_at = float("-inf")
+        #: Records the peer refused for good (EINVAL), by position: not sent again.
+        self._poisoned: set[BinlogPosition] = set()
         self._reader_io: asyncio.StreamReader | None = None
         #: Reply bytes read but not yet taken apart.
         self._replies = bytearray()
@@ -321,10 +324,13 @@ class PeerSync:
             self.mark.position = end
             if self.on_progress is not None:
                 self.on_progress()
+            await asyncio.sleep(0)  # a long run of records not sent must not hold up the loop
             if time.monotonic() - self._saved_at >= MARK_EVERY:
                 self._save_mark()
 
     def _wanted(self, record: BinlogRecord) -> bool:
+        if self._poisoned and record.end in self._poisoned:
+            return False
         if record.from_source:
             return True
         mark = self.mark
@@ -362,6 +368,15 @@ class PeerSync:
             mark.initial_done = True
             log.info("peer %s: initial copy sent", self.key)
             await self._report(StorageStatus.ONLINE)
+            self._reported_at = time.monotonic()
+        elif (
+            mark.initial_done
+            and self.peer.status in (StorageStatus.WAIT_SYNC, StorageStatus.SYNCING)
+            and time.monotonic() - self._reported_at >= ASK_EVERY
+        ):
+            # A tracker that was down or not yet joined when the copy was done still waits for it.
+            await self._report(StorageStatus.ONLINE)
+            self._reported_at = time.monotonic()
         if time.monotonic() - self._saved_at >= MARK_EVERY or mark.initial_done:
             self._save_mark()
 
@@ -411,37 +426,57 @@ class PeerSync:
             return Outgoing(record, SyncTruncateFileRequest(ts, group, name, old, new).encode())
         if op == "R":
             return Outgoing(record, SyncRenameFileRequest(ts, group, name, record.extra[0]).encode())
-        offset, length = record.ints()  # A and M: the bytes as they are now
+        offset, length = record.ints()  # A and M: the bytes as they are now, as many as still exist
         data = store.get(file_id, offset, length)
-        if len(data) != length:
+        if not data:
             return None  # truncated since: its truncate follows
         kind = SyncAppendFileRequest if op == "A" else SyncModifyFileRequest
-        return Outgoing(record, kind(ts, group, name, offset, length).encode(data))
+        return Outgoing(record, kind(ts, group, name, offset, len(data)).encode(data))
 
     # ---- sending ------------------------------------------------------------------------------------
     async def _send(self, outgoing: list[Outgoing]) -> None:
-        """Send pipelined, at most WINDOW unanswered; a rename the peer cannot apply becomes a create."""
+        """Send pipelined, at most WINDOW unanswered, then whatever the peer's answers call for.
+
+        A change the peer cannot apply because its copy is behind (a rename of an appender file it
+        never had: ENOENT; an append, modify or truncate that does not fit its copy: ENODATA) is
+        followed by the file itself, whole as it is now: delete, create, metadata.  The mark does
+        not pass such a record until its follow-up is answered.
+        """
+        followups: list[BinlogRecord] = []
+        answered = await self._pipeline(outgoing, followups)
+        for _ in range(2):
+            if not followups:
+                break
+            records = _whole_file_records(followups)
+            followups = []
+            loop = asyncio.get_running_loop()
+            whole = await loop.run_in_executor(self.context.executor, self._prepare, records)
+            answered = max(answered, await self._pipeline(whole, followups, advance=False))
+        if followups:
+            raise ConnectionLost(f"peer {self.key} still cannot apply {followups[0].op} {followups[0].filename}")
+        self.mark.position = max(self.mark.position, answered)
+
+    async def _pipeline(
+        self, outgoing: list[Outgoing], followups: list[BinlogRecord], *, advance: bool = True
+    ) -> BinlogPosition:
+        """Send and read the answers; the position after the last record answered.  With ``advance``
+        the mark follows the answers (up to the first record that needs a follow-up)."""
         writer = self._writer_io
         if writer is None:
             raise ConnectionLost("not connected")
         pending: deque[Outgoing] = deque()
-        retry: list[BinlogRecord] = []
+        answered = BinlogPosition()
         for item in outgoing:
             if item.region is None:
                 writer.write(item.frame)
             else:
-                await self._answers(pending, len(pending), retry)
+                answered = max(answered, await self._answers(pending, len(pending), followups, advance))
                 await self._send_region(writer, item)
             pending.append(item)
             self.sent += 1
             if len(pending) >= WINDOW:
-                await self._answers(pending, len(pending) - WINDOW // 2, retry)
-        await self._answers(pending, len(pending), retry)
-        if retry:
-            # The peer never had the appender file a rename names: send the renamed file whole.
-            creates = [BinlogRecord(r.timestamp, "C", r.filename, (), r.end) for r in retry]
-            loop = asyncio.get_running_loop()
-            await self._send(await loop.run_in_executor(self.context.executor, self._prepare, creates))
+                answered = max(answered, await self._answers(pending, len(pending) - WINDOW // 2, followups, advance))
+        return max(answered, await self._answers(pending, len(pending), followups, advance))
 
     async def _send_region(self, writer: asyncio.StreamWriter, item: Outgoing) -> None:
         assert item.region is not None
@@ -463,14 +498,17 @@ class PeerSync:
         finally:
             os.close(fd)
 
-    async def _answers(self, pending: deque[Outgoing], count: int, retry: list[BinlogRecord]) -> None:
+    async def _answers(
+        self, pending: deque[Outgoing], count: int, followups: list[BinlogRecord], advance: bool
+    ) -> BinlogPosition:
         """Read the replies to the first ``count`` pending requests (empty bodies: 10 bytes each),
-        as many as have arrived per read, under one timeout."""
+        as many as have arrived per read, under one timeout; the position after the last one."""
         reader, writer = self._reader_io, self._writer_io
         if reader is None or writer is None:
             raise ConnectionLost("not connected")
+        answered = BinlogPosition()
         if count <= 0:
-            return
+            return answered
         buffer = self._replies
         async with asyncio.timeout(self.context.network_timeout):
             await writer.drain()
@@ -484,23 +522,45 @@ class PeerSync:
                 del buffer[:HEADER_SIZE]
                 if header.cmd != Command.RESPONSE or header.pkg_len:
                     raise ConnectionLost(f"unexpected reply {header} from peer {self.key}")
-                self._answered(pending.popleft(), header.status, retry)
+                item = pending.popleft()
+                self._answered(item, header.status, followups, advance)
+                answered = max(answered, item.record.end)
                 count -= 1
         if self.on_progress is not None:
             self.on_progress()
+        return answered
 
-    def _answered(self, item: Outgoing, status: int, retry: list[BinlogRecord]) -> None:
+    def _answered(self, item: Outgoing, status: int, followups: list[BinlogRecord], advance: bool) -> None:
         record = item.record
-        if status == errno.ENOENT and record.op.upper() == "R":
-            retry.append(record)
+        op = record.op.upper()
+        if status in (errno.ENOENT, errno.ENODATA) and op in "RAMT":
+            # The peer lacks the file, or its copy missed earlier changes: it gets the file whole.
+            followups.append(record)
         elif status == errno.EINVAL:
-            # A change the peer can never apply (it closes the connection after EINVAL): skipping it
-            # is the only way the records after it get through.
-            log.warning("peer %s refused %s %s (EINVAL); skipped", self.key, record.op, record.filename)
-            self.mark.position = record.end
+            # A change the peer can never apply (it closes the connection after EINVAL): passed over
+            # from now on, or the records after it would never get through.
+            log.warning("peer %s refused %s %s (EINVAL); passed over", self.key, record.op, record.filename)
+            self._poisoned.add(record.end)
             raise ConnectionLost(f"peer {self.key} closed the connection after EINVAL")
         elif status not in _DONE:
             name = errno.errorcode.get(status, status)
             raise ConnectionLost(f"peer {self.key} answered {name} to {record.op} {record.filename}")
-        self.mark.position = max(self.mark.position, record.end)
+        if advance and not followups:
+            # Answered, and nothing before it in this window awaits a follow-up.
+            self.mark.position = max(self.mark.position, record.end)
         self.bytes_out += len(item.frame) + (item.region[2] if item.region is not None else 0)
+
+
+def _whole_file_records(records: list[BinlogRecord]) -> list[BinlogRecord]:
+    """What replaces changes a peer could not apply: each file as it is now (delete, create, metadata),
+    once per file, at the position of the first record that needed it."""
+    replaced: dict[str, BinlogRecord] = {}
+    for record in records:
+        name = record.filename
+        if name not in replaced:
+            replaced[name] = record
+    whole = []
+    for name, record in replaced.items():
+        for op in ("D", "C", "U"):
+            whole.append(BinlogRecord(record.timestamp, op, name, (), record.end))
+    return whole

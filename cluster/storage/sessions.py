@@ -196,16 +196,19 @@ class AppendSession(_RewriteSession):
         super().__init__(service, request.filename, request.file_size)
 
     def _store(self, data: bytes) -> None:
-        self.service.store.append(self.file_id, data)
+        size = self.service.store.append(self.file_id, data)
         self.written += len(data)
+        # Where this piece really went: another connection may have appended since this one opened.
+        self.service.changed("A", self.file_id, size - len(data), len(data))
 
     def _record(self) -> None:
-        self.service.changed("A", self.file_id, self.original_size, self.written)
+        pass  # each piece was recorded as it was written
 
     def abort(self) -> None:
         self._pending.clear()
         if self.written and self.original_size >= 0:
             self.service.store.truncate(self.file_id, self.original_size)
+            self.service.changed("T", self.file_id, self.original_size + self.written, self.original_size)
 
 
 class ModifySession(_RewriteSession):

@@ -22,11 +22,13 @@ copy, and counted in :class:`ReplicaProgress`, which the trackers hear about in 
 from __future__ import annotations
 
 import binascii
+import contextlib
+import errno
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from cluster.errors import InvalidRequest
+from cluster.errors import ClusterError, InvalidRequest
 from cluster.protocol import (
     Command,
     ProtocolError,
@@ -41,6 +43,7 @@ from cluster.protocol import (
     SyncUpdateFileRequest,
 )
 from cluster.protocol.fields import MAX_SERVER_ID
+from trunkstore import InvalidArgument
 
 from .handlers import EMPTY_REPLY, SMALL_UPLOAD, Result, check_appender
 from .sessions import FLUSH_BYTES, Session
@@ -114,6 +117,22 @@ class ReplicaProgress:
             if storage_id is not None:
                 report.append(SyncProgress(storage_id, timestamp))
         return tuple(report)
+
+
+class ReplicaBehind(ClusterError):
+    """An append, modify or truncate that does not fit this storage's copy of the file (a gap, an
+    offset past its end): the copy missed earlier changes.  ENODATA tells the sender to send the file
+    whole, as it now is on the source."""
+
+    status = errno.ENODATA
+
+
+@contextlib.contextmanager
+def _behind_if_refused(file_id: str) -> Iterator[None]:
+    try:
+        yield
+    except InvalidArgument as exc:
+        raise ReplicaBehind(f"{file_id}: this copy is behind its source: {exc}") from exc
 
 
 class SyncApplier:
@@ -190,7 +209,8 @@ class SyncApplier:
 
         def work() -> bytes:
             check_appender(self.store, file_id)
-            self.store.truncate(file_id, request.new_size)
+            with _behind_if_refused(file_id):
+                self.store.truncate(file_id, request.new_size)
             self.done("t", request.filename, request.timestamp, request.old_size, request.new_size)
             return EMPTY_REPLY
 
@@ -303,11 +323,13 @@ class ReplicaAppendSession(_ReplicaRewriteSession):
     OP = "a"
 
     def _store(self, offset: int, data: bytes) -> None:
-        self.applier.store.append_replica(self.file_id, offset, data)
+        with _behind_if_refused(self.file_id):
+            self.applier.store.append_replica(self.file_id, offset, data)
 
 
 class ReplicaModifySession(_ReplicaRewriteSession):
     OP = "m"
 
     def _store(self, offset: int, data: bytes) -> None:
-        self.applier.store.modify(self.file_id, offset, data)
+        with _behind_if_refused(self.file_id):
+            self.applier.store.modify(self.file_id, offset, data)

@@ -155,3 +155,17 @@ def test_source_key_reads_the_storage_from_a_file_name() -> None:
     # 100001 = 0x000186a1 -> base64url "AAGGoQ"
     assert source_key("M00/00/00/AAGGoWsBkruIJDOEAAAD6FGgLgEAAAAAQAAAAAAAAQA420.txt") == "100001"
     assert source_key("M00/00/00/!!") == ""
+
+
+def test_reopening_drops_a_record_cut_by_a_crash(tmp_path: Path) -> None:
+    binlog = Binlog(str(tmp_path))
+    binlog.record("C", NAME, timestamp=1)
+    binlog.close()
+    with open(binlog_path(str(tmp_path), 0), "ab") as handle:
+        handle.write(b"2 D M00/00/00/cut-sh")
+    again = Binlog(str(tmp_path))
+    assert again.end.offset == len(f"1 C {NAME}\n")
+    again.record("D", NAME, timestamp=3)
+    again.close()
+    records = BinlogReader(str(tmp_path), BinlogPosition()).read()
+    assert [(r.timestamp, r.op) for r in records] == [(1, "C"), (3, "D")]

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,14 @@ from trunkstore import Store
 
 GROUP = "group1"
 MIB = 1 << 20
+#: Engine settings of an in-process third member of the group, for IDs the pair did not make.
+THIRD_MEMBER: dict[str, Any] = {
+    "storage_id": 100003,
+    "trunk_id_start": 3,
+    "trunk_id_step": 3,
+    "trunk_file_size": 4 << 20,
+    "slot_max_size": 1 << 20,
+}
 
 
 def member_conf(number: int, members: int = 2) -> dict[str, Any]:
@@ -229,17 +238,19 @@ def test_sync_requests_are_idempotent(pair: Pair) -> None:
     assert gone(pair.b, name)
 
 
-def test_a_replica_refuses_bytes_that_do_not_match_the_name(pair: Pair) -> None:
-    with WireClient(pair.a.address) as wire:
-        name = upload(wire, b"original bytes")
-    wait_for(lambda: has(pair.b, name, b"original bytes"), message="the file on the peer")
-    forged = name[:-9] + "AAAAAAAA" + name[-1]  # another slot of the same size; its crc32 cannot match
+def test_a_replica_refuses_bytes_that_do_not_match_the_name(pair: Pair, tmp_path: Path) -> None:
+    with Store(tmp_path / "third", sync_mode="none", **THIRD_MEMBER) as third:
+        name = third.put(b"original bytes").split("/", 1)[1]  # a valid ID, of another member
+    forged = b"forged bytes!!"  # as long as the original, but another crc32
+    assert len(forged) == 14 and zlib.crc32(forged) != zlib.crc32(b"original bytes")
     with WireClient(pair.b.address) as wire:
-        wire.send(SyncCreateFileRequest(1, GROUP, forged, 14).encode(b"forged bytes!!"))
-        status, _ = wire.reply()
-    assert status in (errno.EINVAL, errno.EEXIST, errno.ENOENT)
+        wire.send(SyncCreateFileRequest(1, GROUP, name, 14).encode(forged))
+        assert wire.reply()[0] == errno.EINVAL
+    assert gone(pair.b, name)
+    with WireClient(pair.b.address) as wire:
+        wire.send(SyncCreateFileRequest(1, GROUP, name, 14).encode(b"original bytes"))
+        assert wire.reply()[0] == 0
     assert has(pair.b, name, b"original bytes")
-    assert zlib.crc32(b"original bytes") != zlib.crc32(b"forged bytes!!")
 
 
 def test_sync_requests_from_outside_the_group_are_refused(pair: Pair) -> None:
@@ -324,14 +335,7 @@ def test_bundled_cluster_with_two_storages_per_group(tmp_path: Path) -> None:
 def test_a_slot_still_held_is_busy_until_its_delete_arrives(pair: Pair, tmp_path: Path) -> None:
     # A third member's store, in-process: it deletes X and reuses X's slot for Y, so a replica that
     # gets Y before X's delete (from another peer, in an initial copy) must refuse Y for now.
-    conf = {
-        "storage_id": 100003,
-        "trunk_id_start": 3,
-        "trunk_id_step": 3,
-        "trunk_file_size": 4 << 20,
-        "slot_max_size": 1 << 20,
-    }
-    with Store(tmp_path / "third", sync_mode="none", **conf) as third:
+    with Store(tmp_path / "third", sync_mode="none", **THIRD_MEMBER) as third:
         x_id = third.put(b"x" * 1000)
         third.delete(x_id)
         y_id = third.put(b"y" * 1000)
@@ -411,3 +415,101 @@ def test_ack_replicas_acknowledges_only_files_a_peer_holds(tmp_path: Path) -> No
 def upload_status_of(storage: ServerProcess) -> int:
     with WireClient(storage.address) as wire:
         return upload_status(wire, b"one copy only")[0]
+
+
+def test_a_peer_behind_on_appends_and_truncates_gets_the_file_whole(pair: Pair, tmp_path: Path) -> None:
+    with WireClient(pair.a.address) as wire:
+        name = upload(wire, b"", appender=True)
+    wait_for(lambda: has(pair.b, name, b""), message="the empty appender file on the peer")
+    pair.b.stop()
+    with WireClient(pair.a.address) as wire:
+        assert append(wire, name, b"a" * 100)[0] == 0
+        assert truncate(wire, name, 50)[0] == 0
+        assert append(wire, name, b"b" * 10)[0] == 0
+        assert set_meta(wire, name, {"state": "cut"})[0] == 0
+    expected = b"a" * 50 + b"b" * 10
+    with start_storage(tmp_path, [pair.tracker], base_path=pair.b.base_path, **member_conf(2)) as b:
+        wait_for(lambda: has(b, name, expected), message="the appender file as it is on its source")
+        with WireClient(b.address) as wire:
+            status, body = get_meta(wire, name)
+        assert status == 0 and dict(decode_metadata(body)) == {"state": "cut"}
+
+
+def test_concurrent_appends_reach_the_peer_at_their_real_offsets(pair: Pair) -> None:
+    with WireClient(pair.a.address) as wire:
+        name = upload(wire, b"", appender=True)
+
+    def append_many(worker: int) -> None:
+        with WireClient(pair.a.address) as wire:
+            for number in range(40):
+                assert append(wire, name, bytes([65 + worker]) * (10 + number))[0] == 0
+
+    threads = [threading.Thread(target=append_many, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    source = read(pair.a, name)
+    assert source is not None and len(source) == 4 * sum(range(10, 50))
+    wait_for(lambda: has(pair.b, name, source), message="the same bytes on the peer")
+
+
+def test_a_renamed_appender_reaches_a_peer_that_missed_it_with_its_metadata(pair: Pair, tmp_path: Path) -> None:
+    pair.b.stop()
+    with WireClient(pair.a.address) as wire:
+        appender = upload(wire, b"grows", appender=True)
+        assert append(wire, appender, b" and grows")[0] == 0
+        assert set_meta(wire, appender, {"kind": "log"})[0] == 0
+        status, body = regenerate(wire, appender)
+        assert status == 0
+        renamed = filename_of(body)
+    with start_storage(tmp_path, [pair.tracker], base_path=pair.b.base_path, **member_conf(2)) as b:
+        wait_for(lambda: has(b, renamed, b"grows and grows"), message="the renamed file on the peer")
+        with WireClient(b.address) as wire:
+            status, body = get_meta(wire, renamed)
+        assert status == 0 and dict(decode_metadata(body)) == {"kind": "log"}
+        assert gone(b, appender)
+
+
+def test_deletes_and_uploads_racing_for_slots_replicate_exactly(tmp_path: Path) -> None:
+    # Freed slots are taken again at once by concurrent uploads: the peers must see each delete
+    # before the upload that reuses its slot.  With sync_mode interval the deletes run in threads
+    # (a metadata commit) while uploads run on the event loop, so the two really race.
+    with (
+        start_tracker(tmp_path) as tracker,
+        start_storage(tmp_path, [tracker], sync_mode="interval", **member_conf(1)) as a,
+        start_storage(tmp_path, [tracker], sync_mode="interval", **member_conf(2)) as b,
+    ):
+        wait_for(lambda: all_active(tracker, 2), message="both storages ACTIVE")
+        _churn_and_compare(Pair(tracker, a, b))
+
+
+def _churn_and_compare(pair: Pair) -> None:
+    kept: dict[str, bytes] = {}
+    deleted: list[str] = []
+    lock = threading.Lock()
+
+    def churn(worker: int) -> None:
+        mine: list[str] = []
+        with WireClient(pair.a.address) as wire:
+            for number in range(100):
+                data = bytes([worker]) * 300 + number.to_bytes(2, "big")
+                name = upload(wire, data)
+                mine.append(name)
+                with lock:
+                    kept[name] = data
+                if number % 2:
+                    victim = mine.pop(0)
+                    assert delete(wire, victim)[0] == 0
+                    with lock:
+                        del kept[victim]
+                        deleted.append(victim)
+
+    threads = [threading.Thread(target=churn, args=(worker,)) for worker in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, data in kept.items():
+        wait_for(lambda name=name, data=data: has(pair.b, name, data), message=f"{name} on the peer")
+    assert all(gone(pair.b, name) for name in deleted)
