@@ -75,6 +75,8 @@ class Replication:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wakeups: list[Wakeup] = []
         self._background: list[asyncio.Task[None]] = []
+        #: Senders of members no longer listed, cancelled but not yet ended.
+        self._stopping: set[asyncio.Task[None]] = set()
         #: Uploads waiting for copies: (binlog position, copies wanted, future).
         self._copy_waiters: list[tuple[BinlogPosition, int, asyncio.Future[bool]]] = []
         self.binlog.on_append = self._appended
@@ -168,7 +170,7 @@ class Replication:
             self._background.append(loop.create_task(self._sync_binlog_forever(), name="binlog sync"))
 
     async def stop(self) -> None:
-        tasks = [*self._background, *self._tasks.values()]
+        tasks = [*self._background, *self._tasks.values(), *self._stopping]
         for task in tasks:
             # Python 3.11's wait_for can swallow a cancellation that meets a result: cancel until done.
             while not task.done():
@@ -215,6 +217,14 @@ class Replication:
                 del self._tasks[key]
                 sender = self.senders.pop(key)
                 self._wakeups.remove(sender.wakeup)
+                if not task.done():
+                    self._stopping.add(task)
+        for task in list(self._stopping):
+            # Python 3.11's wait_for can swallow a cancellation: cancel again until the task ends.
+            if task.done():
+                self._stopping.discard(task)
+            else:
+                task.cancel()
         for key, brief in wanted.items():
             existing = self.senders.get(key)
             if existing is not None:
