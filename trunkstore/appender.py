@@ -62,16 +62,19 @@ def modify(store: Store, file_id: str, offset: int, data: bytes) -> int:
     return new_size
 
 
-def truncate(store: Store, file_id: str, size: int) -> None:
+def truncate(store: Store, file_id: str, size: int, expected_size: int | None = None) -> bool:
     store._live()
     store.counters.truncate_total += 1
     parsed, path = appender_path(store, file_id)
     with store._file_lock(parsed.remote_filename):
         current = os.stat(path).st_size
+        if expected_size is not None and current != expected_size:
+            return False
         if not 0 <= size <= current:
             raise InvalidArgument(f"truncate size {size} outside 0..{current}")
         plainfiles.truncate(path, size, durable=store._durable)
     store.counters.truncate_ok += 1
+    return True
 
 
 def regenerate_name(store: Store, file_id: str) -> str:

@@ -431,9 +431,10 @@ class Store:
         """Overwrite an appender file's bytes at ``offset`` (at most its size); returns its new size."""
         return appender.modify(self, file_id, offset, data)
 
-    def truncate(self, file_id: str, size: int = 0) -> None:
-        """Cut an appender file to ``size`` bytes (at most its current size)."""
-        appender.truncate(self, file_id, size)
+    def truncate(self, file_id: str, size: int = 0, *, expected_size: int | None = None) -> bool:
+        """Cut an appender file to ``size`` bytes (at most its current size).  With ``expected_size``,
+        only if the file has exactly that size (checked under the file's lock); returns whether it cut."""
+        return appender.truncate(self, file_id, size, expected_size)
 
     def regenerate_appender_name(self, file_id: str) -> str:
         """Turn an appender file into a normal file: a new ID with its real size and crc32."""

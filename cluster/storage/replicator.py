@@ -52,7 +52,7 @@ from cluster.protocol import (
     SyncUpdateFileRequest,
     decode_header,
 )
-from trunkstore import FileNotFound, Store
+from trunkstore import FileNotFound, Store, TrunkstoreError
 from trunkstore.diskio import write_file_atomic
 
 from .binlog import BinlogPosition, BinlogReader, BinlogRecord
@@ -225,6 +225,8 @@ class PeerSync:
         self._saved_at = 0.0
         self._asked_at = float("-inf")
         self._reported_at = float("-inf")
+        #: The tracker's last answer named this storage as the peer's source for the copy in the mark.
+        self._source_answer = False
         #: Records the peer refused for good (EINVAL), by position: not sent again.
         self._poisoned: set[BinlogPosition] = set()
         self._reader_io: asyncio.StreamReader | None = None
@@ -253,7 +255,7 @@ class PeerSync:
                     await self._stream()
                 except asyncio.CancelledError:
                     raise
-                except (OSError, EOFError, TimeoutError, ProtocolError, ClusterError) as exc:
+                except (OSError, EOFError, TimeoutError, ProtocolError, ClusterError, TrunkstoreError) as exc:
                     if self.mark.position > start:
                         # Records went through before this failure: a new problem, retried at once.
                         if failing:
@@ -322,6 +324,8 @@ class PeerSync:
                     outgoing = await loop.run_in_executor(self.context.executor, self._prepare, part)
                 await self._send(outgoing)
             self.mark.position = end
+            if self._poisoned:
+                self._poisoned = {position for position in self._poisoned if position > end}
             if self.on_progress is not None:
                 self.on_progress()
             await asyncio.sleep(0)  # a long run of records not sent must not hold up the loop
@@ -338,9 +342,10 @@ class PeerSync:
 
     # ---- a new peer's initial copy --------------------------------------------------------------------
     async def _check_initial_source(self) -> None:
-        """For a peer waiting for its initial copy: ask the tracker whether this storage is its source."""
+        """For a peer waiting for its initial copy: ask the tracker (every ASK_EVERY seconds) whether
+        this storage is its source, and up to when; a new answer starts a new copy."""
         mark = self.mark
-        if mark.until or mark.initial_done or self.peer.status not in (StorageStatus.WAIT_SYNC, StorageStatus.SYNCING):
+        if self.peer.status not in (StorageStatus.WAIT_SYNC, StorageStatus.SYNCING):
             return
         my_id = self.context.my_id()
         now = time.monotonic()
@@ -353,14 +358,21 @@ class PeerSync:
             log.debug("peer %s: no sync source answer: %s", self.key, exc)
             return
         reply = SyncSourceReply.decode(body)
-        if reply.src_id == my_id and reply.until_timestamp:
+        self._source_answer = reply.src_id == my_id and reply.until_timestamp == mark.until
+        if reply.src_id == my_id and reply.until_timestamp and reply.until_timestamp != mark.until:
             log.info("peer %s: sync source for its initial copy, up to %d", self.key, reply.until_timestamp)
             mark.until = reply.until_timestamp
+            mark.initial_done = False
             # Lower-case records already passed over were not sent: start again from the beginning.
             mark.position = BinlogPosition()
             self.reader.position = mark.position
             self._save_mark()
+            self._source_answer = True
             await self._report(StorageStatus.SYNCING)
+        elif reply.src_id != my_id and mark.until:
+            # A copy this storage made for an earlier member of that ID: not this one's.
+            mark.until, mark.initial_done = 0, False
+            self._save_mark()
 
     async def _caught_up(self) -> None:
         mark = self.mark
@@ -371,10 +383,12 @@ class PeerSync:
             self._reported_at = time.monotonic()
         elif (
             mark.initial_done
+            and self._source_answer
             and self.peer.status in (StorageStatus.WAIT_SYNC, StorageStatus.SYNCING)
             and time.monotonic() - self._reported_at >= ASK_EVERY
         ):
-            # A tracker that was down or not yet joined when the copy was done still waits for it.
+            # A tracker that was down or not yet joined when the copy was done still waits for it
+            # (and the tracker still names this storage as the source, for this copy).
             await self._report(StorageStatus.ONLINE)
             self._reported_at = time.monotonic()
         if time.monotonic() - self._saved_at >= MARK_EVERY or mark.initial_done:
@@ -400,6 +414,32 @@ class PeerSync:
                 self.skipped += 1
             else:
                 outgoing.append(item)
+        return outgoing
+
+    def _prepare_whole(self, records: list[BinlogRecord]) -> list[Outgoing]:
+        """The requests sending files whole (see :func:`_whole_file_records`).  A file that exists here
+        but cannot be read now is not sent in part (its copy on the peer deleted, the new one missing):
+        ConnectionLost, and it is tried again from the mark."""
+        outgoing: list[Outgoing] = []
+        for record in records:
+            try:
+                item = self._request(record)
+            except FileNotFound:
+                item = None
+            except (ValueError, OSError) as exc:
+                raise ConnectionLost(f"cannot read {record.filename} to send it whole: {exc}") from exc
+            if item is None and record.op == "C" and self.context.store.exists(self.context.prefix + record.filename):
+                raise ConnectionLost(f"{record.filename} changed while being read to be sent whole")
+            if item is None:
+                if record.op == "C":
+                    # Gone here since: the peer's copy goes too (the delete before it), nothing more.
+                    outgoing = [o for o in outgoing if o.record.filename != record.filename or o.record.op == "D"]
+                continue
+            if record.op == "U" and not any(
+                o.record.filename == record.filename and o.record.op == "C" for o in outgoing
+            ):
+                continue
+            outgoing.append(item)
         return outgoing
 
     def _request(self, record: BinlogRecord) -> Outgoing | None:
@@ -450,7 +490,7 @@ class PeerSync:
             records = _whole_file_records(followups)
             followups = []
             loop = asyncio.get_running_loop()
-            whole = await loop.run_in_executor(self.context.executor, self._prepare, records)
+            whole = await loop.run_in_executor(self.context.executor, self._prepare_whole, records)
             answered = max(answered, await self._pipeline(whole, followups, advance=False))
         if followups:
             raise ConnectionLost(f"peer {self.key} still cannot apply {followups[0].op} {followups[0].filename}")
@@ -553,14 +593,15 @@ class PeerSync:
 
 def _whole_file_records(records: list[BinlogRecord]) -> list[BinlogRecord]:
     """What replaces changes a peer could not apply: each file as it is now (delete, create, metadata),
-    once per file, at the position of the first record that needed it."""
+    once per file, at the position of the first record that needed it; for a rename, the old name is
+    deleted on the peer too."""
     replaced: dict[str, BinlogRecord] = {}
     for record in records:
-        name = record.filename
-        if name not in replaced:
-            replaced[name] = record
+        replaced.setdefault(record.filename, record)
     whole = []
     for name, record in replaced.items():
+        if record.op.upper() == "R":
+            whole.append(BinlogRecord(record.timestamp, "D", record.extra[0], (), record.end))
         for op in ("D", "C", "U"):
             whole.append(BinlogRecord(record.timestamp, op, name, (), record.end))
     return whole

@@ -194,21 +194,29 @@ class AppendSession(_RewriteSession):
 
     def __init__(self, service: StorageService, request: AppendFileRequest) -> None:
         super().__init__(service, request.filename, request.file_size)
+        #: No other connection's append landed between this session's pieces.
+        self.alone = True
 
     def _store(self, data: bytes) -> None:
         size = self.service.store.append(self.file_id, data)
+        offset = size - len(data)
+        if offset != self.original_size + self.written:
+            self.alone = False  # another connection appended in between
         self.written += len(data)
         # Where this piece really went: another connection may have appended since this one opened.
-        self.service.changed("A", self.file_id, size - len(data), len(data))
+        self.service.changed("A", self.file_id, offset, len(data))
 
     def _record(self) -> None:
         pass  # each piece was recorded as it was written
 
     def abort(self) -> None:
         self._pending.clear()
-        if self.written and self.original_size >= 0:
-            self.service.store.truncate(self.file_id, self.original_size)
-            self.service.changed("T", self.file_id, self.original_size + self.written, self.original_size)
+        if not self.written or self.original_size < 0 or not self.alone:
+            return  # nothing written, or others' appends are mixed in: what was written stays
+        end = self.original_size + self.written
+        # Cut back only if nothing was appended after this session's pieces either.
+        if self.service.store.truncate(self.file_id, self.original_size, expected_size=end):
+            self.service.changed("T", self.file_id, end, self.original_size)
 
 
 class ModifySession(_RewriteSession):

@@ -222,7 +222,8 @@ class SyncApplier:
         src_id = self._file_id(request.group, request.src_filename)
 
         def work() -> bytes:
-            self.store.rename_replica(src_id, dest_id)
+            with _behind_if_refused(src_id):  # e.g. its copy of the appender file missed an append
+                self.store.rename_replica(src_id, dest_id)
             self.done("r", request.dest_filename, request.timestamp, request.src_filename)
             return EMPTY_REPLY
 

@@ -41,6 +41,7 @@ from cluster.cli import bundle
 from cluster.client import Client
 from cluster.protocol import (
     HEADER_SIZE,
+    AppendFileRequest,
     StorageStatus,
     SyncCreateFileRequest,
     SyncDeleteFileRequest,
@@ -513,3 +514,45 @@ def _churn_and_compare(pair: Pair) -> None:
     for name, data in kept.items():
         wait_for(lambda name=name, data=data: has(pair.b, name, data), message=f"{name} on the peer")
     assert all(gone(pair.b, name) for name in deleted)
+
+
+def test_an_append_cut_short_keeps_what_others_appended_meanwhile(pair: Pair) -> None:
+    with WireClient(pair.a.address) as wire:
+        name = upload(wire, b"0123456789", appender=True)
+    cut = WireClient(pair.a.address)
+    try:
+        # 1 MiB announced, 300 KiB sent: the first 256 KiB piece is stored, the rest never comes.
+        cut.send(AppendFileRequest(name, 1 << 20).encode_head() + b"x" * (300 * 1024))
+
+        def first_piece_stored() -> bool:
+            stored = read(pair.a, name)
+            return stored is not None and len(stored) > 10
+
+        wait_for(first_piece_stored, message="the cut append's first piece")
+        with WireClient(pair.a.address) as wire:
+            assert append(wire, name, b"mine")[0] == 0  # acknowledged: it must survive the cut
+    finally:
+        cut.close()
+    expected_tail = b"mine"
+
+    def settled() -> bytes | None:
+        stored = read(pair.a, name)
+        return stored if stored is not None and stored.endswith(expected_tail) else None
+
+    source = wait_for(settled, message="the other client's append kept")
+    wait_for(lambda: has(pair.b, name, source), message="the same bytes on the peer")
+
+
+def test_a_regenerated_appender_replaces_a_stale_copy_on_a_peer(pair: Pair, tmp_path: Path) -> None:
+    with WireClient(pair.a.address) as wire:
+        appender = upload(wire, b"grows", appender=True)
+    wait_for(lambda: has(pair.b, appender, b"grows"), message="the appender file on the peer")
+    pair.b.stop()
+    with WireClient(pair.a.address) as wire:
+        assert append(wire, appender, b" and grows")[0] == 0
+        status, body = regenerate(wire, appender)
+        assert status == 0
+        renamed = filename_of(body)
+    with start_storage(tmp_path, [pair.tracker], base_path=pair.b.base_path, **member_conf(2)) as b:
+        wait_for(lambda: has(b, renamed, b"grows and grows"), message="the renamed file on the peer")
+        assert gone(b, appender)

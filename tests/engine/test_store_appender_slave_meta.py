@@ -361,3 +361,14 @@ def test_metadata_operations_never_scan_the_whole_table(small_store):
             if row[3].startswith("SCAN"):
                 scans.append((statement, row[3]))
     assert scans == []
+
+
+def test_truncate_only_at_an_expected_size(small_store, check_store):
+    file_id = small_store.put_appender(b"0123456789")
+    assert small_store.truncate(file_id, 4, expected_size=9) is False
+    assert small_store.get(file_id) == b"0123456789"
+    assert small_store.truncate(file_id, 4, expected_size=10) is True
+    assert small_store.get(file_id) == b"0123"
+    assert small_store.truncate(file_id, 2) is True
+    assert small_store.get(file_id) == b"01"
+    check_store(small_store)
