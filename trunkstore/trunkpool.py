@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from trunkstore import diskio, journal, recovery
+from trunkstore import journal, recovery
 from trunkstore.config import StoreConfig
 from trunkstore.errors import CorruptData, FileNotFound, InvalidArgument, SlotConflict, StoreClosed, StoreFull
 from trunkstore.fastpath import SlotMap
@@ -38,6 +38,8 @@ from trunkstore.journal import Journal
 from trunkstore.layout import Layout
 from trunkstore.recovery import unlink_quietly as _unlink_quietly
 from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
+from trunkstore.slotstarts import SlotStarts, walk_starts
+from trunkstore.staging import Staged
 from trunkstore.trunk import TrunkContainer
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
@@ -73,20 +75,13 @@ class TrunkPool:
         self.containers: dict[int, TrunkContainer] = {}
         #: The open containers' memory maps, for the lock-free read fast path.
         self.slot_map = SlotMap()
-        # trunk_id -> offsets where live slots start, for containers whose slots are known: learnt by
-        # walking the headers when a container is first used after opening (see _slot_starts), then
-        # kept up to date as slots are allocated and freed.  A file ID is only ever taken to name a
-        # slot that starts exactly there.
-        self._starts: dict[int, set[int]] = {}
+        #: Where the live slots start (see :mod:`trunkstore.slotstarts`).
+        self._starts = SlotStarts(self.slot_map)
         self._next_trunk_id = config.trunk_id_start
         self._journal = Journal(layout.journal_dir, durable=self._mode != "none")
         # Staged, not yet journaled (always mode): the records, the containers and directories to sync
         # before them, and the work to do once they are durable.
-        self._pending = bytearray()
-        self._dirty: set[TrunkContainer] = set()
-        self._new_dirs: set[str] = set()
-        self._frees_after_commit: list[Extent] = []
-        self._unlinks_after_commit: list[TrunkContainer] = []
+        self._staged = Staged()
         # Slots reserved whose A record is not journaled yet, and slots whose F record is staged.
         self._unlogged: dict[tuple[int, int], int] = {}
         self._freeing: set[tuple[int, int]] = set()
@@ -121,52 +116,23 @@ class TrunkPool:
         self.containers[container.trunk_id] = container
 
     def _unregister(self, trunk_id: int) -> TrunkContainer | None:
-        self.slot_map.remove(trunk_id)
-        self._starts.pop(trunk_id, None)
+        self._starts.forget(trunk_id)
         return self.containers.pop(trunk_id, None)
 
     def _slot_starts(self, container: TrunkContainer) -> set[int]:
-        """Where the live slots of ``container`` start; the lock is held.
-
-        Learnt on first use by walking the slot headers that tile each allocated run (reservations
-        not yet written are stepped over).  A run whose tiling breaks is damaged: the slots after the
-        damage are not known, and :meth:`Store.check` reports it.  ``O(slots)`` once per container.
-        """
-        starts = self._starts.get(container.trunk_id)
+        """Where the live slots of ``container`` start, learnt on first use; the lock is held."""
+        starts = self._starts.known(container.trunk_id)
         if starts is None:
             starts = self._walk_starts(container)
-            self._know_starts(container, starts)
+            self._starts.learn(container, starts)
         return starts
 
     def _walk_starts(self, container: TrunkContainer) -> set[int]:
-        """The starts of the slots tiling the allocated runs of ``container``; the lock is held."""
-        trunk_id = container.trunk_id
-        starts: set[int] = set()
-        for run in self._space_for(container).allocated(trunk_id):
-            position, end = run.offset, run.offset + run.size
-            while position < end:
-                found, position = container.slots(position, end)
-                starts.update(slot[0] for slot in found)
-                reserved = self._unlogged.get((trunk_id, position))
-                if reserved is None:
-                    break
-                position += reserved
-        return starts
-
-    def _know_starts(self, container: TrunkContainer, starts: set[int]) -> None:
-        self._starts[container.trunk_id] = starts
-        self.slot_map.add(
-            container.trunk_id, container.map, container.store_path, container.sub_high, container.sub_low, starts
-        )
-
-    def _slot_started(self, trunk_id: int, offset: int) -> None:
-        starts = self._starts.get(trunk_id)
-        if starts is not None:
-            starts.add(offset)
+        return walk_starts(container, self._space_for(container).allocated(container.trunk_id), self._unlogged)
 
     def is_slot(self, trunk_id: int, offset: int) -> bool:
         """Whether a live slot starts at ``trunk_id:offset`` (``O(1)`` once the container is known)."""
-        starts = self._starts.get(trunk_id)
+        starts = self._starts.known(trunk_id)
         if starts is None:
             with self._lock:
                 container = self.containers.get(trunk_id)
@@ -233,13 +199,11 @@ class TrunkPool:
                 if exc.errno == errno.ENOSPC:
                     raise StoreFull(f"file system full while writing trunk {trunk_id}") from exc
                 raise
-            starts = self._starts.get(trunk_id)
-            if starts is not None:
-                starts.add(offset)
-            self._dirty.add(container)
+            self._starts.started(trunk_id, offset)
+            self._staged.dirty.add(container)
             record = journal.encode_record(journal.ALLOC, trunk_id, offset, size)
             if self._mode == "always":
-                self._pending += record
+                self._staged.records += record
             else:
                 # _log and _maybe_snapshot, spelt out on the upload hot path.
                 log = self._journal
@@ -338,10 +302,10 @@ class TrunkPool:
         capacity = self._config.trunk_file_size
         container = TrunkContainer.create(path, trunk_id, store_path, high, low, capacity)
         self._register(container)
-        self._know_starts(container, set())
+        self._starts.learn(container, set())
         self._space(trunk_id, store_path).add_container(trunk_id, capacity)
         self._log(journal.encode_record(journal.NEW_CONTAINER, trunk_id, 0, capacity, store_path, high, low))
-        self._new_dirs.add(directory)
+        self._staged.new_dirs.add(directory)
         return container
 
     def confirm(self, reservation: Reservation) -> int:
@@ -350,8 +314,8 @@ class TrunkPool:
         with self._lock:
             self._check_usable()
             del self._unlogged[(container.trunk_id, offset)]
-            self._slot_started(container.trunk_id, offset)
-            self._dirty.add(container)
+            self._starts.started(container.trunk_id, offset)
+            self._staged.dirty.add(container)
             self._log(journal.encode_record(journal.ALLOC, container.trunk_id, offset, size))
             if self._mode != "always":
                 self._maybe_snapshot()
@@ -405,7 +369,7 @@ class TrunkPool:
             self._freeing.add(key)
             self._log(journal.encode_record(journal.FREE, trunk_id, offset, size))
             if self._mode == "always":
-                self._frees_after_commit.append(Extent(trunk_id, offset, size))
+                self._staged.frees.append(Extent(trunk_id, offset, size))
             else:
                 self._release_freed([Extent(trunk_id, offset, size)])
                 self._maybe_snapshot()
@@ -425,9 +389,7 @@ class TrunkPool:
             merged = space.free(extent.trunk_id, extent.offset, extent.size)
             container.clear(extent.offset, extent.size, merged.offset, merged.offset + merged.size)
             self._freeing.discard((extent.trunk_id, extent.offset))
-            starts = self._starts.get(extent.trunk_id)
-            if starts is not None:
-                starts.discard(extent.offset)
+            self._starts.ended(extent.trunk_id, extent.offset)
             # An empty container is removed, except the last of this store's own in a store path (the
             # next upload would create it again); another storage's is removed as soon as it is empty.
             if space.is_empty_container(extent.trunk_id) and (
@@ -439,11 +401,11 @@ class TrunkPool:
         trunk_id = container.trunk_id
         self._space_for(container).remove_container(trunk_id)
         self._unregister(trunk_id)
-        self._dirty.discard(container)
+        self._staged.dirty.discard(container)
         self._removing[trunk_id] = container
         self._log(journal.encode_record(journal.REMOVE_CONTAINER, trunk_id, 0, 0))
         if self._mode == "always":
-            self._unlinks_after_commit.append(container)
+            self._staged.unlinks.append(container)
         else:
             self._unlink(container)
 
@@ -465,7 +427,7 @@ class TrunkPool:
     def _log(self, record: bytes) -> None:
         """Stage (always mode) or write (other modes) one record; the lock is held."""
         if self._mode == "always":
-            self._pending += record
+            self._staged.records += record
             return
         self._journal.append(record)
 
@@ -476,50 +438,31 @@ class TrunkPool:
     def _flush(self) -> None:
         """One group-commit round: data, then records, then what waited for the records."""
         with self._lock:
-            payload, dirty, new_dirs, frees, unlinks = self._take_staged()
-        self._write_durably(payload, dirty, new_dirs)
+            batch = self._staged.take()
+        self._write_durably(batch)
         with self._lock:
-            for container in unlinks:
-                self._unlink(container)
-            self._release_freed(frees)
+            self._after_commit(batch)
             self._maybe_snapshot()
 
-    def _take_staged(
-        self,
-    ) -> tuple[bytes, set[TrunkContainer], set[str], list[Extent], list[TrunkContainer]]:
-        """Everything staged for the next commit, taken (the lock is held): records, dirty containers,
-        new directories, frees and unlinks that wait for the records."""
-        payload = bytes(self._pending)
-        self._pending.clear()
-        dirty, self._dirty = self._dirty, set()
-        new_dirs, self._new_dirs = self._new_dirs, set()
-        frees, self._frees_after_commit = self._frees_after_commit, []
-        unlinks, self._unlinks_after_commit = self._unlinks_after_commit, []
-        return payload, dirty, new_dirs, frees, unlinks
-
-    def _write_durably(self, payload: bytes, dirty: set[TrunkContainer], new_dirs: set[str]) -> None:
+    def _write_durably(self, batch: Staged) -> None:
         try:
-            for directory in new_dirs:
-                diskio.fsync_dir(directory)
-            for container in dirty:
-                if container.fd >= 0:
-                    container.datasync()
-            if payload:
-                self._journal.append(payload)
-                self._journal.sync()
+            batch.write_durably(self._journal)
         except OSError as exc:
             # What is on disk is now unknown: refuse further writes rather than guess.
             self._broken = exc
             raise
 
+    def _after_commit(self, batch: Staged) -> None:
+        for container in batch.unlinks:
+            self._unlink(container)
+        self._release_freed(batch.frees)
+
     def _drain(self) -> None:
         """Journal everything staged and finish what waited for it, all under the held lock."""
-        while self._pending or self._frees_after_commit or self._unlinks_after_commit:
-            payload, dirty, new_dirs, frees, unlinks = self._take_staged()
-            self._write_durably(payload, dirty, new_dirs)
-            for container in unlinks:
-                self._unlink(container)
-            self._release_freed(frees)
+        while self._staged.waiting:
+            batch = self._staged.take()
+            self._write_durably(batch)
+            self._after_commit(batch)
 
     def sync(self) -> None:
         """Make everything written so far durable, whatever the sync mode."""
@@ -616,7 +559,7 @@ class TrunkPool:
                     problems.append(f"container {trunk_id} open but has no free-space entry")
                 if not os.path.exists(container.path):
                     problems.append(f"container {trunk_id} file {container.path} is missing")
-                known = self._starts.get(trunk_id)
+                known = self._starts.known(trunk_id)
                 if known is not None and known != self._walk_starts(container):
                     problems.append(f"container {trunk_id}: the known slot starts differ from the slot headers")
         return problems

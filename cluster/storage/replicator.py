@@ -41,22 +41,15 @@ from cluster.protocol import (
     Request,
     StorageBrief,
     StorageStatus,
-    SyncAppendFileRequest,
-    SyncCreateFileRequest,
-    SyncDeleteFileRequest,
-    SyncModifyFileRequest,
-    SyncRenameFileRequest,
     SyncSourceReply,
     SyncSrcRequest,
-    SyncTruncateFileRequest,
-    SyncUpdateFileRequest,
     decode_header,
 )
-from trunkstore import FileNotFound, Store, TrunkstoreError
+from trunkstore import Store, TrunkstoreError
 from trunkstore.diskio import write_file_atomic
 
 from .binlog import BinlogPosition, BinlogReader, BinlogRecord
-from .handlers import trunk_file_size
+from .sync_requests import Outgoing, SyncRequests, quick, whole_file_records
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -67,8 +60,6 @@ log = logging.getLogger(__name__)
 WINDOW = 64
 #: Records read from the binlog at a time.
 BATCH = 256
-#: Files up to this size are read whole and sent in one write; larger ones are streamed.
-WHOLE_FILE = 1 << 20
 _CHUNK = 1 << 20
 #: Seconds between saves of a mark while records flow.
 MARK_EVERY = 1.0
@@ -84,13 +75,6 @@ _SKIPPED_STATUSES = frozenset({StorageStatus.INIT, StorageStatus.DELETED, Storag
 def wanted_peers(briefs: Iterable[StorageBrief], me: tuple[str, int]) -> dict[str, StorageBrief]:
     """The group's other members to replicate to, by storage ID (kept across address changes)."""
     return {b.storage_id: b for b in briefs if (b.ip, b.port) != me and b.status not in _SKIPPED_STATUSES}
-
-
-def _quick(record: BinlogRecord) -> bool:
-    """Whether preparing the record's request reads at most a small trunk file (no plain file, no
-    metadata database)."""
-    op = record.op.upper()
-    return op in "DTR" or (op == "C" and 0 <= trunk_file_size(record.filename) <= WHOLE_FILE)
 
 
 class Wakeup:
@@ -159,15 +143,6 @@ class Mark:
         write_file_atomic(path, json.dumps(record).encode())
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One record's request: ``frame`` whole, or for a large file a head and the file region."""
-
-    record: BinlogRecord
-    frame: bytes
-    region: tuple[str, int, int] | None = None
-
-
 class ReplicationContext:
     """What every sender of one storage shares."""
 
@@ -184,7 +159,8 @@ class ReplicationContext:
     ) -> None:
         self.store = store
         self.group = store.group
-        self.prefix = store.group + "/"
+        #: Builds the requests of the binlog's records (shared: it holds no per-peer state).
+        self.requests = SyncRequests(store)
         self.sync_dir = sync_dir
         self.executor = executor
         self.connect_timeout = connect_timeout
@@ -315,7 +291,7 @@ class PeerSync:
             end = records[-1].end
             for start in range(0, len(batch), WINDOW):
                 part = batch[start : start + WINDOW]
-                if all(_quick(r) for r in part):
+                if all(quick(r) for r in part):
                     # Small trunk files are read from the page cache in microseconds: here, on the loop.
                     # A thread would cost more than the reads, in GIL hand-overs that also delay clients.
                     outgoing = self._prepare(part)
@@ -401,77 +377,9 @@ class PeerSync:
 
     # ---- building requests (on the loop for small trunk files, else in a thread) --------------------
     def _prepare(self, records: list[BinlogRecord]) -> list[Outgoing]:
-        outgoing = []
-        for record in records:
-            try:
-                item = self._request(record)
-            except FileNotFound:
-                item = None  # gone since: its delete (or rename) is further on in the binlog
-            except (ValueError, OSError) as exc:
-                log.warning("peer %s: record %s %s not sent: %s", self.key, record.op, record.filename, exc)
-                item = None
-            if item is None:
-                self.skipped += 1
-            else:
-                outgoing.append(item)
+        outgoing, skipped = self.context.requests.prepare(records, self.key)
+        self.skipped += skipped
         return outgoing
-
-    def _prepare_whole(self, records: list[BinlogRecord]) -> list[Outgoing]:
-        """The requests sending files whole (see :func:`_whole_file_records`).  A file that exists here
-        but cannot be read now is not sent in part (its copy on the peer deleted, the new one missing):
-        ConnectionLost, and it is tried again from the mark."""
-        outgoing: list[Outgoing] = []
-        for record in records:
-            try:
-                item = self._request(record)
-            except FileNotFound:
-                item = None
-            except (ValueError, OSError) as exc:
-                raise ConnectionLost(f"cannot read {record.filename} to send it whole: {exc}") from exc
-            if item is None and record.op == "C" and self.context.store.exists(self.context.prefix + record.filename):
-                raise ConnectionLost(f"{record.filename} changed while being read to be sent whole")
-            if item is None:
-                if record.op == "C":
-                    # Gone here since: the peer's copy goes too (the delete before it), nothing more.
-                    outgoing = [o for o in outgoing if o.record.filename != record.filename or o.record.op == "D"]
-                continue
-            if record.op == "U" and not any(
-                o.record.filename == record.filename and o.record.op == "C" for o in outgoing
-            ):
-                continue
-            outgoing.append(item)
-        return outgoing
-
-    def _request(self, record: BinlogRecord) -> Outgoing | None:
-        store, group = self.context.store, self.context.group
-        file_id = self.context.prefix + record.filename
-        op, ts, name = record.op.upper(), record.timestamp, record.filename
-        if op == "C":
-            data = store.read_small(file_id, WHOLE_FILE, counted=False)
-            if data:
-                return Outgoing(record, SyncCreateFileRequest(ts, group, name, len(data)).encode(data))
-            path, offset, size = store.locate(file_id)
-            head = SyncCreateFileRequest(ts, group, name, size)
-            if size > WHOLE_FILE:
-                return Outgoing(record, head.encode_head(), (path, offset, size))
-            data = store.get(file_id)
-            return Outgoing(record, head.encode(data)) if len(data) == size else None
-        if op == "D":
-            return Outgoing(record, SyncDeleteFileRequest(ts, group, name).encode())
-        if op == "U":
-            meta = store.get_meta(file_id)
-            return Outgoing(record, SyncUpdateFileRequest(ts, group, name, tuple(meta.items())).encode())
-        if op == "T":
-            old, new = record.ints()
-            return Outgoing(record, SyncTruncateFileRequest(ts, group, name, old, new).encode())
-        if op == "R":
-            return Outgoing(record, SyncRenameFileRequest(ts, group, name, record.extra[0]).encode())
-        offset, length = record.ints()  # A and M: the bytes as they are now, as many as still exist
-        data = store.get(file_id, offset, length)
-        if not data:
-            return None  # truncated since: its truncate follows
-        kind = SyncAppendFileRequest if op == "A" else SyncModifyFileRequest
-        return Outgoing(record, kind(ts, group, name, offset, len(data)).encode(data))
 
     # ---- sending ------------------------------------------------------------------------------------
     async def _send(self, outgoing: list[Outgoing]) -> None:
@@ -487,10 +395,10 @@ class PeerSync:
         for _ in range(2):
             if not followups:
                 break
-            records = _whole_file_records(followups)
+            records = whole_file_records(followups)
             followups = []
             loop = asyncio.get_running_loop()
-            whole = await loop.run_in_executor(self.context.executor, self._prepare_whole, records)
+            whole = await loop.run_in_executor(self.context.executor, self.context.requests.prepare_whole, records)
             answered = max(answered, await self._pipeline(whole, followups, advance=False))
         if followups:
             raise ConnectionLost(f"peer {self.key} still cannot apply {followups[0].op} {followups[0].filename}")
@@ -589,19 +497,3 @@ class PeerSync:
             # Answered, and nothing before it in this window awaits a follow-up.
             self.mark.position = max(self.mark.position, record.end)
         self.bytes_out += len(item.frame) + (item.region[2] if item.region is not None else 0)
-
-
-def _whole_file_records(records: list[BinlogRecord]) -> list[BinlogRecord]:
-    """What replaces changes a peer could not apply: each file as it is now (delete, create, metadata),
-    once per file, at the position of the first record that needed it; for a rename, the old name is
-    deleted on the peer too."""
-    replaced: dict[str, BinlogRecord] = {}
-    for record in records:
-        replaced.setdefault(record.filename, record)
-    whole = []
-    for name, record in replaced.items():
-        if record.op.upper() == "R":
-            whole.append(BinlogRecord(record.timestamp, "D", record.extra[0], (), record.end))
-        for op in ("D", "C", "U"):
-            whole.append(BinlogRecord(record.timestamp, op, name, (), record.end))
-    return whole

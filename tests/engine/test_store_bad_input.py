@@ -248,7 +248,8 @@ def test_check_compares_the_known_slot_starts_with_the_headers(open_store):
     ids = [store.put(bytes([i]) * 1000) for i in range(3)]
     trunk = parse_file_id(ids[1]).trunk
     assert store.check().ok
-    starts = store._pool._starts[trunk.trunk_id]
+    starts = store._pool._starts.known(trunk.trunk_id)
+    assert starts is not None
     starts.add(trunk.offset + 24)  # as if a slot started inside a file's data
     problems = store.check().problems
     assert any("slot starts" in problem for problem in problems), problems
