@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import zlib
 from typing import TYPE_CHECKING
 
 from trunkstore import journal
+from trunkstore.checksum import crc32
 from trunkstore.freespace import FreeSpace, FreeSpaceError
 from trunkstore.reports import CheckReport, ScrubReport
 from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
@@ -26,7 +26,7 @@ def _next_valid_slot(container: TrunkContainer, start: int, end: int) -> int:
         _kind, alloc, size, crc, _mtime, _ext = HEADER.unpack_from(data, index)
         if alloc >= size + HEADER_SIZE and index + alloc <= len(data):
             body = data[index + HEADER_SIZE : index + HEADER_SIZE + size]
-            if zlib.crc32(body) == crc:
+            if crc32(body) == crc:
                 return start + index
     return end
 
@@ -97,7 +97,7 @@ def scrub_store(store: Store, pool: TrunkPool) -> ScrubReport:
         for offset, _alloc, size, crc in slots:
             files += 1
             total += size
-            if zlib.crc32(container.read(offset + HEADER_SIZE, size)) != crc:
+            if crc32(container.read(offset + HEADER_SIZE, size)) != crc:
                 corrupt.append(f"trunk {container.trunk_id} slot at {offset} ({size} bytes)")
     for directory in store.layout.store_dirs:
         data_dir = os.path.join(directory, "data")
