@@ -22,12 +22,14 @@ LABELS = {
     ("files", "single"): "files, fsync per file",
     ("sqlite", "single"): "sqlite FULL, txn per put",
     ("sqlite", "batch64"): "sqlite FULL, 64 per txn",
+    ("trunkstore", "random, ID cache off"): "trunkstore, ID cache off",
 }
 COLORS = {
     "trunkstore": "#1f77b4",
     "trunkstore put_many x64": "#1f77b4",
     "trunkstore 8 threads": "#6baed6",
     "trunkstore one at a time": "#c6dbef",
+    "trunkstore, ID cache off": "#6baed6",
     "files": "#ff7f0e",
     "files, fsync per file": "#ff7f0e",
     "sqlite": "#2ca02c",
@@ -49,7 +51,7 @@ class Result:
     @property
     def label(self) -> str:
         if self.workload != "durable put":
-            return self.backend
+            return LABELS.get((self.backend, self.variant), self.backend)
         return LABELS.get((self.backend, self.variant), f"{self.backend} {self.variant}")
 
 

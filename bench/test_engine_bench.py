@@ -119,13 +119,18 @@ def test_put(benchmark: Any, workdir: str, name: str, size: int) -> None:
            latencies_ns=latencies)
 
 
-@backends
+@pytest.mark.parametrize("name", [*BACKENDS, "trunkstore-uncached"])
 @sizes
 def test_get(benchmark: Any, workdir: str, name: str, size: int) -> None:
-    """Each round reads every one of ``OPS`` stored objects once, in a new random order (page cache warm)."""
+    """Each round reads every one of ``OPS`` stored objects once, in a new random order (page cache warm).
+
+    ``trunkstore-uncached`` is the engine with its cache of decoded IDs off (``read_cache_entries=0``):
+    what reads cost when the IDs read are too many for that cache.
+    """
     items = payloads(size, OPS[size])
     rng = random.Random(SEED)
     benchmark.group = f"get {SIZE_IDS[size]}"
+    variant = "random, ID cache off" if name == "trunkstore-uncached" else "random"
     with opened(name, workdir) as backend:
         keys = [backend.put(data) for data in items]
         assert backend.get(keys[1]) == items[1]
@@ -142,7 +147,7 @@ def test_get(benchmark: Any, workdir: str, name: str, size: int) -> None:
 
         benchmark.pedantic(run, setup=shuffled, rounds=ROUNDS, iterations=1)
         latencies = time_each(lambda: get(keys[rng.randrange(len(keys))]), SAMPLE_OPS)
-    record(benchmark, workload="get", variant="random", backend=name, size=size, ops=len(keys),
+    record(benchmark, workload="get", variant=variant, backend=backend.name, size=size, ops=len(keys),
            latencies_ns=latencies)
 
 

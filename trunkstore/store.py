@@ -83,7 +83,9 @@ class Store:
         self._pool.set_id_prefix(self.group)
         self._decode_trunk_id = make_decoder(self.group)
         self._remote_start = len(self.group) + 1
-        self._read_whole = make_reader(self.group, self._pool.slot_map, crc32 if config.verify_crc_on_read else None)
+        self._read_whole = make_reader(
+            self.group, self._pool.slot_map, crc32 if config.verify_crc_on_read else None, config.read_cache_entries
+        )
         self._ext_ok: set[str] = {""}
         # Appender operations on one file are serialised; distinct files proceed in parallel.
         self._file_locks = [threading.Lock() for _ in range(64)]

@@ -257,6 +257,7 @@ def test_reused_slot_never_answers_for_the_old_id(open_store, check_store):
     old = {store.put(rng.randbytes(1000)): None for _ in range(200)}
     old_slots = {(p.trunk.trunk_id, p.trunk.offset) for p in map(parse_file_id, old)}
     for file_id in old:
+        store.get(file_id)  # the read fast path now holds the ID decoded: that must not outlive the file
         store.delete(file_id)
     new = {}
     for _ in range(200):
