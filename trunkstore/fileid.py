@@ -166,9 +166,11 @@ def check_group(group: str) -> str:
 
 def make_tail(ext: str) -> str:
     """The random 7-character extension part for ``ext`` (already validated)."""
-    digits = TAIL_CHARS - 1 - len(ext) if ext else TAIL_CHARS
-    number = str(_rng.getrandbits(30) % _POWERS[digits]).zfill(digits) if digits else ""
-    return number + "." + ext if ext else number
+    if not ext:  # the common case, on every upload's path
+        return "%07d" % (_rng.getrandbits(30) % 10_000_000)
+    digits = TAIL_CHARS - 1 - len(ext)
+    number = "%0*d" % (digits, _rng.getrandbits(30) % _POWERS[digits]) if digits else ""
+    return number + "." + ext
 
 
 _POWERS = [10**n for n in range(TAIL_CHARS + 1)]
