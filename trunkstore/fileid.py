@@ -167,9 +167,9 @@ def check_group(group: str) -> str:
 def make_tail(ext: str) -> str:
     """The random 7-character extension part for ``ext`` (already validated)."""
     if not ext:  # the common case, on every upload's path
-        return "%07d" % (_rng.getrandbits(30) % 10_000_000)
+        return f"{_rng.getrandbits(30) % 10_000_000:07d}"
     digits = TAIL_CHARS - 1 - len(ext)
-    number = "%0*d" % (digits, _rng.getrandbits(30) % _POWERS[digits]) if digits else ""
+    number = f"{_rng.getrandbits(30) % _POWERS[digits]:0{digits}d}" if digits else ""
     return number + "." + ext
 
 

@@ -39,6 +39,11 @@ class Extent(NamedTuple):
     size: int
 
 
+# ``tuple.__new__(Extent, (a, b, c))`` makes the same Extent as ``Extent(a, b, c)`` in half the time (no
+# generated Python-level ``__new__``); allocation and freeing, on every upload's and delete's path, use it.
+_new_extent = tuple.__new__
+
+
 class FreeSpace:
     """Free extents of every trunk container of a store."""
 
@@ -112,7 +117,7 @@ class FreeSpace:
                     self._delete(trunk_id, offset, free_size)
                     remainder = free_size - size
                     if remainder < self.min_split:
-                        return Extent(trunk_id, offset, free_size)
+                        return _new_extent(Extent, (trunk_id, offset, free_size))
                     if carve is None or carve[0] < remainder:
                         # Cut the following allocations from the larger of the two; the other joins the trees.
                         if carve is not None:
@@ -121,7 +126,7 @@ class FreeSpace:
                         self._free_bytes += remainder
                     else:
                         self._insert(trunk_id, offset + size, remainder)
-                    return Extent(trunk_id, offset, size)
+                    return _new_extent(Extent, (trunk_id, offset, size))
         if carve is None or carve[0] < size:
             return None
         free_size, trunk_id, offset = carve
@@ -129,10 +134,10 @@ class FreeSpace:
         if remainder < self.min_split:
             self._carve = None
             self._free_bytes -= free_size
-            return Extent(trunk_id, offset, free_size)
+            return _new_extent(Extent, (trunk_id, offset, free_size))
         self._carve = (remainder, trunk_id, offset + size)
         self._free_bytes -= size
-        return Extent(trunk_id, offset, size)
+        return _new_extent(Extent, (trunk_id, offset, size))
 
     def reserve(self, trunk_id: int, offset: int, size: int) -> None:
         """Take exactly ``[offset, offset + size)``, which must be free (journal replay, replicas).
@@ -187,7 +192,7 @@ class FreeSpace:
         extents[start] = new_size
         by_size.add((new_size, trunk_id, start))
         self._free_bytes += size
-        return Extent(trunk_id, start, new_size)
+        return _new_extent(Extent, (trunk_id, start, new_size))
 
     def is_free(self, trunk_id: int, offset: int, size: int = 1) -> bool:
         """Whether any byte of ``[offset, offset + size)`` is free.  ``O(log n)``."""
