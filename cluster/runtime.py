@@ -23,7 +23,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
 from cluster.errors import ConfigError
@@ -67,7 +67,10 @@ class StopSignals:
     already arrived.  On exit the previous handlers are restored.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, early_stop: Sequence[int] = ()) -> None:
+        #: Signals noted before this took over (by ``python -m``'s handlers while the modules loaded);
+        #: read once this object's own handlers are in place, so that none falls between the two.
+        self._early_stop = early_stop
         self.requested = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous: dict[int, Any] = {}
@@ -76,6 +79,8 @@ class StopSignals:
         for signum in STOP_SIGNALS:
             self._previous[signum] = signal.getsignal(signum)
         self._note_signals()
+        if self._early_stop:
+            self.requested = True
         return self
 
     def __exit__(self, *exc_info: object) -> None:

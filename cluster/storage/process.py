@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Sequence
 
 from cluster.errors import ConfigError
 from cluster.runtime import StopSignals, run
@@ -33,8 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    with StopSignals() as signals:
+def main(argv: list[str] | None = None, early_stop: Sequence[int] = ()) -> int:
+    with StopSignals(early_stop) as signals:
         return _main(argv, signals)
 
 

@@ -3,10 +3,15 @@
 import signal
 import sys
 
-# Nothing is open while the modules load: a stop signal then simply ends the process, quietly.
-for _signum in (signal.SIGTERM, signal.SIGINT):
-    signal.signal(_signum, lambda signum, frame: sys.exit(0))
+# A stop signal while the modules load is noted here and honoured as soon as they have loaded (the
+# server then exits quietly, code 0, before opening anything).  The handler only notes it: an exception
+# raised from a handler lands in whatever code runs at that moment, and one landing in a finaliser or a
+# weakref callback would be printed and dropped, the signal lost.  SIGINT first, so that once SIGTERM
+# shows as caught in /proc, both are.
+stop_requested: list[int] = []
+for _signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_signum, lambda signum, frame: stop_requested.append(signum))
 
 from .process import main  # noqa: E402 - after the handlers
 
-sys.exit(main())
+sys.exit(main(early_stop=stop_requested))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from cluster.errors import ConfigError
@@ -31,9 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, early_stop: Sequence[int] = ()) -> int:
     """Run a tracker until SIGTERM/SIGINT; returns the process exit code."""
-    with StopSignals() as signals:
+    with StopSignals(early_stop) as signals:
         return _main(argv, signals)
 
 

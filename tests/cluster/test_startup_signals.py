@@ -95,3 +95,18 @@ def test_a_server_stopped_while_starting_starts_again(tmp_path: Path, role: str)
     with again:
         assert again.port
     assert again.proc.returncode == 0
+
+
+def test_a_signal_noted_before_the_server_took_over_is_a_stop_request() -> None:
+    # What ``python -m cluster.tracker`` / ``cluster.storage`` hand over: the signals their own handlers
+    # noted while the modules loaded.  The list is read after StopSignals' handlers are in place.
+    from cluster.runtime import StopSignals
+
+    noted: list[int] = []
+    with StopSignals(noted) as signals:
+        assert not signals.requested
+    noted.append(signal.SIGTERM)
+    with StopSignals(noted) as signals:
+        assert signals.requested
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handlers are back
+
