@@ -65,7 +65,7 @@ class StoreConfig:
     #: Verify the crc32 of every trunk file read.
     verify_crc_on_read: bool = True
     #: How many recently read IDs the read fast path keeps decoded (about 0.4 KB each; 0: none).
-    #: A read of one of them skips decoding the ID (half the cost of a small read), never a check.
+    #: A read of one of them skips decoding the ID (about 40% of a small read's cost), never a check.
     read_cache_entries: int = 32_768
     #: Take a snapshot of the allocation state after this many journal records.
     snapshot_every: int = 200_000
