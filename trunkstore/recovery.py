@@ -27,10 +27,10 @@ def recover(pool: TrunkPool) -> int:
     """Rebuild ``pool``'s containers and free space from the journal; returns how many records replayed."""
     snapshot, records = pool._journal.load()
     if snapshot is not None:
-        pool._next_trunk_id = max(pool._next_trunk_id, _own_id_from(pool, snapshot.next_trunk_id))
+        pool.spaces.next_id = max(pool.spaces.next_id, pool.spaces.own_id_from(snapshot.next_trunk_id))
         for state in snapshot.containers:
             _adopt(pool, state.trunk_id, state.store_path, state.sub_high, state.sub_low, state.capacity)
-            space = pool._space(state.trunk_id, state.store_path)
+            space = pool.spaces.of(state.trunk_id, state.store_path)
             space.add_container(state.trunk_id, state.capacity, free=False)
             for offset, size in state.free:
                 space.free(state.trunk_id, offset, size)
@@ -63,7 +63,7 @@ def _clear_freed_after_replay(pool: TrunkPool, freed: list[tuple[int, int, int]]
         container = pool.containers.get(trunk_id)
         if container is None:
             continue
-        extents = pool._space_for(container).extents(trunk_id)
+        extents = pool.spaces.of_container(container).extents(trunk_id)
         starts = [e.offset for e in extents]
         for start, end in ranges:
             index = max(bisect.bisect_right(starts, start) - 1, 0)
@@ -79,14 +79,11 @@ def _apply(pool: TrunkPool, record: journal.Record) -> None:
     kind, trunk_id = record.kind, record.trunk_id
     try:
         if kind == journal.NEW_CONTAINER:
-            if record.store_path >= len(pool._spaces):
+            if record.store_path >= len(pool.spaces.own):
                 raise CorruptData(f"journal names store path {record.store_path}, which is not configured")
             _adopt(pool, trunk_id, record.store_path, record.sub_high, record.sub_low, record.size)
-            pool._space(trunk_id, record.store_path).add_container(trunk_id, record.size)
-            # Only this store's own containers move its next trunk id on: another storage's (replicas)
-            # have ids from another part of the trunk-id space.
-            if pool.is_own(trunk_id):
-                pool._next_trunk_id = max(pool._next_trunk_id, trunk_id + pool._config.trunk_id_step)
+            pool.spaces.of(trunk_id, record.store_path).add_container(trunk_id, record.size)
+            pool.spaces.saw(trunk_id)
         elif kind == journal.ALLOC:
             pool._space_of(trunk_id).reserve(trunk_id, record.offset, record.size)
         elif kind == journal.FREE:
@@ -94,18 +91,11 @@ def _apply(pool: TrunkPool, record: journal.Record) -> None:
         elif kind == journal.REMOVE_CONTAINER:
             container = pool._unregister(trunk_id)
             if container is not None:
-                pool._space_for(container).remove_container(trunk_id)
+                pool.spaces.of_container(container).remove_container(trunk_id)
                 container.close()
                 unlink_quietly(container.path)
     except FreeSpaceError as exc:
         raise CorruptData(f"allocation journal contradicts itself: {exc}") from exc
-
-
-def _own_id_from(pool: TrunkPool, trunk_id: int) -> int:
-    """The first id of the store's own part of the trunk-id space at or after ``trunk_id`` (a snapshot
-    taken with other ``trunk_id_start`` / ``trunk_id_step`` settings may hold an id outside it)."""
-    start, step = pool._config.trunk_id_start, pool._config.trunk_id_step
-    return start + max(0, -(-(trunk_id - start) // step)) * step
 
 
 def _adopt(pool: TrunkPool, trunk_id: int, store_path: int, sub_high: int, sub_low: int, capacity: int) -> None:
@@ -129,13 +119,13 @@ def snapshot_of(pool: TrunkPool) -> Snapshot:
     """
     containers: list[ContainerState] = []
     for trunk_id, container in sorted(pool.containers.items()):
-        space = pool._space_for(container)
+        space = pool.spaces.of_container(container)
         extents = [(e.offset, e.size) for e in space.extents(trunk_id)]
         extents += [(offset, size) for (tid, offset), size in pool._unlogged.items() if tid == trunk_id]
         containers.append(_state(container, _merge(extents)))
     for container in pool._removing.values():
         containers.append(_state(container, ((0, container.size),)))
-    return Snapshot(pool._journal.gen + 1, pool._next_trunk_id, tuple(containers))
+    return Snapshot(pool._journal.gen + 1, pool.spaces.next_id, tuple(containers))
 
 
 def _state(container: TrunkContainer, free: tuple[tuple[int, int], ...]) -> ContainerState:

@@ -36,6 +36,7 @@ from trunkstore.freespace import Extent, FreeSpace, FreeSpaceError
 from trunkstore.groupcommit import GroupCommit
 from trunkstore.journal import Journal
 from trunkstore.layout import Layout
+from trunkstore.poolspace import PoolSpace
 from trunkstore.recovery import unlink_quietly as _unlink_quietly
 from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
 from trunkstore.slotstarts import SlotStarts, walk_starts
@@ -66,18 +67,15 @@ class TrunkPool:
         self._mode = config.sync_mode
         self._lock = threading.Lock()
         self._group = config.group_name
-        # Free space per store path: of this store's own containers, where it allocates, and of the
-        # group's other storages' containers (replicas), which only their owners' writes fill.
-        self._spaces = [FreeSpace(config.slot_min_size) for _ in layout.store_dirs]
-        self._foreign_spaces = [FreeSpace(config.slot_min_size) for _ in layout.store_dirs]
-        self._id_start = config.trunk_id_start
-        self._id_step = config.trunk_id_step
+        # Free space per store path, of the store's own containers and of replicas (see PoolSpace).
+        self.spaces = PoolSpace(
+            len(layout.store_dirs), config.slot_min_size, config.trunk_id_start, config.trunk_id_step
+        )
         self.containers: dict[int, TrunkContainer] = {}
         #: The open containers' memory maps, for the lock-free read fast path.
         self.slot_map = SlotMap()
         #: Where the live slots start (see :mod:`trunkstore.slotstarts`).
         self._starts = SlotStarts(self.slot_map)
-        self._next_trunk_id = config.trunk_id_start
         self._journal = Journal(layout.journal_dir, durable=self._mode != "none")
         # Staged, not yet journaled (always mode): the records, the containers and directories to sync
         # before them, and the work to do once they are durable.
@@ -128,7 +126,7 @@ class TrunkPool:
         return starts
 
     def _walk_starts(self, container: TrunkContainer) -> set[int]:
-        return walk_starts(container, self._space_for(container).allocated(container.trunk_id), self._unlogged)
+        return walk_starts(container, self.spaces.of_container(container).allocated(container.trunk_id), self._unlogged)
 
     def is_slot(self, trunk_id: int, offset: int) -> bool:
         """Whether a live slot starts at ``trunk_id:offset`` (``O(1)`` once the container is known)."""
@@ -141,21 +139,11 @@ class TrunkPool:
                 starts = self._slot_starts(container)
         return offset in starts
 
-    def is_own(self, trunk_id: int) -> bool:
-        """Whether ``trunk_id`` is in this store's part of the trunk-id space, the only part it allocates in."""
-        return trunk_id >= self._id_start and (trunk_id - self._id_start) % self._id_step == 0
-
-    def _space(self, trunk_id: int, store_path: int) -> FreeSpace:
-        return (self._spaces if self.is_own(trunk_id) else self._foreign_spaces)[store_path]
-
-    def _space_for(self, container: TrunkContainer) -> FreeSpace:
-        return self._space(container.trunk_id, container.store_path)
-
     def _space_of(self, trunk_id: int) -> FreeSpace:
         container = self.containers.get(trunk_id)
         if container is None:
             raise FreeSpaceError(f"unknown container {trunk_id}")
-        return self._space_for(container)
+        return self.spaces.of_container(container)
 
     # ---- allocation -------------------------------------------------------------------------------
     def reserve(self, store_path: int, size: int) -> Reservation:
@@ -168,7 +156,7 @@ class TrunkPool:
 
     def _allocate(self, store_path: int, size: int) -> Extent:
         """Best fit in ``store_path``, creating a container when nothing fits; the lock is held."""
-        space = self._spaces[store_path]
+        space = self.spaces.own[store_path]
         extent = space.allocate(size)
         if extent is None:
             self._create_container(store_path)
@@ -188,7 +176,7 @@ class TrunkPool:
         with self._lock:
             if self._broken is not None or self._closed:
                 self._check_usable()
-            space = self._spaces[store_path]
+            space = self.spaces.own[store_path]
             extent = space.allocate(alloc) or self._allocate(store_path, alloc)
             trunk_id, offset, size = extent
             container = self.containers[trunk_id]
@@ -279,7 +267,7 @@ class TrunkPool:
         elif home is not None and (container.store_path, container.sub_high, container.sub_low) != home:
             raise SlotConflict(f"trunk container {trunk_id} is in {container.id_prefix}, not where the ID says")
         try:
-            self._space_for(container).reserve(trunk_id, offset, size)
+            self.spaces.of_container(container).reserve(trunk_id, offset, size)
         except FreeSpaceError as exc:
             raise SlotConflict(f"slot {trunk_id}:{offset}+{size} is not free: {exc}") from None
         self._unlogged[(trunk_id, offset)] = size
@@ -287,23 +275,20 @@ class TrunkPool:
 
     def _create_container(self, store_path: int) -> None:
         """A new container of this store's own, at its next trunk id that no container has."""
-        trunk_id = self._next_trunk_id
-        while trunk_id in self.containers or trunk_id in self._removing:
-            trunk_id += self._id_step
+        trunk_id = self.spaces.new_id(lambda taken: taken in self.containers or taken in self._removing)
         high, low = self._layout.next_subdir(store_path)
         self._create_container_at(trunk_id, store_path, high, low)
 
     def _create_container_at(self, trunk_id: int, store_path: int, high: int, low: int) -> TrunkContainer:
         """Create, register and journal an empty container ``trunk_id`` in ``data/HH/HH``; the lock is held."""
-        if self.is_own(trunk_id):
-            self._next_trunk_id = max(self._next_trunk_id, trunk_id + self._id_step)
+        self.spaces.saw(trunk_id)
         directory = self._layout.ensure_data_dir(store_path, high, low)
         path = self._layout.container_path(store_path, high, low, trunk_id)
         capacity = self._config.trunk_file_size
         container = TrunkContainer.create(path, trunk_id, store_path, high, low, capacity)
         self._register(container)
         self._starts.learn(container, set())
-        self._space(trunk_id, store_path).add_container(trunk_id, capacity)
+        self.spaces.of(trunk_id, store_path).add_container(trunk_id, capacity)
         self._log(journal.encode_record(journal.NEW_CONTAINER, trunk_id, 0, capacity, store_path, high, low))
         self._staged.new_dirs.add(directory)
         return container
@@ -328,9 +313,9 @@ class TrunkPool:
         with self._lock:
             if self._unlogged.pop((container.trunk_id, reservation.offset), None) is None:
                 return
-            space = self._space_for(container)
+            space = self.spaces.of_container(container)
             space.free(container.trunk_id, reservation.offset, reservation.size)
-            if space is not self._spaces[container.store_path] and space.is_empty_container(container.trunk_id):
+            if space is not self.spaces.own[container.store_path] and space.is_empty_container(container.trunk_id):
                 self._remove_container(container)
 
     def wait(self, ticket: int) -> None:
@@ -358,7 +343,7 @@ class TrunkPool:
                 or (
                     # A live slot starting at offset whose header (its alloc_size included) is the
                     # expected one: then [offset, offset + size) is exactly that slot, allocated.
-                    self._space_for(container).is_free(trunk_id, offset, size)
+                    self.spaces.of_container(container).is_free(trunk_id, offset, size)
                     if expected_header is None
                     else offset not in self._slot_starts(container)
                     or expected_header[1:5] != size.to_bytes(4, "big")
@@ -385,7 +370,7 @@ class TrunkPool:
         """
         for extent in extents:
             container = self.containers[extent.trunk_id]
-            space = self._space_for(container)
+            space = self.spaces.of_container(container)
             merged = space.free(extent.trunk_id, extent.offset, extent.size)
             container.clear(extent.offset, extent.size, merged.offset, merged.offset + merged.size)
             self._freeing.discard((extent.trunk_id, extent.offset))
@@ -393,13 +378,13 @@ class TrunkPool:
             # An empty container is removed, except the last of this store's own in a store path (the
             # next upload would create it again); another storage's is removed as soon as it is empty.
             if space.is_empty_container(extent.trunk_id) and (
-                space is not self._spaces[container.store_path] or len(space.containers()) > 1
+                space is not self.spaces.own[container.store_path] or len(space.containers()) > 1
             ):
                 self._remove_container(container)
 
     def _remove_container(self, container: TrunkContainer) -> None:
         trunk_id = container.trunk_id
-        self._space_for(container).remove_container(trunk_id)
+        self.spaces.of_container(container).remove_container(trunk_id)
         self._unregister(trunk_id)
         self._staged.dirty.discard(container)
         self._removing[trunk_id] = container
@@ -500,7 +485,7 @@ class TrunkPool:
         """Mark a slot as shared by several IDs (dedup), durably unless syncing is off."""
         with self._lock:
             container = self.containers.get(trunk_id)
-            if container is None or self._space_for(container).is_free(trunk_id, offset):
+            if container is None or self.spaces.of_container(container).is_free(trunk_id, offset):
                 raise FileNotFound(f"no slot at trunk {trunk_id} offset {offset}")
             container.write(offset, TYPE_SHARED)
         if self._mode != "none":
@@ -527,7 +512,7 @@ class TrunkPool:
             container = self.containers.get(trunk_id)
             if container is None or (trunk_id, offset) in self._freeing:
                 return False
-            return not self._space_for(container).is_free(trunk_id, offset, size)
+            return not self.spaces.of_container(container).is_free(trunk_id, offset, size)
 
     def allocated_extents(self) -> Iterator[tuple[TrunkContainer, Extent]]:
         """Every allocated run of every container (a run may hold several slots back to back)."""
@@ -535,27 +520,16 @@ class TrunkPool:
             runs = [
                 (container, run)
                 for trunk_id, container in sorted(self.containers.items())
-                for run in self._space_for(container).allocated(trunk_id)
+                for run in self.spaces.of_container(container).allocated(trunk_id)
             ]
         yield from runs
 
     def check(self) -> list[str]:
         """Problems found in the allocation state (empty when every invariant holds)."""
-        problems: list[str] = []
         with self._lock:
-            for own, spaces in ((True, self._spaces), (False, self._foreign_spaces)):
-                for index, space in enumerate(spaces):
-                    try:
-                        space._check()
-                    except AssertionError as exc:
-                        problems.append(f"store path {index}: free-space tree: {exc}")
-                    for trunk_id in space.containers():
-                        if self.containers.get(trunk_id) is None:
-                            problems.append(f"store path {index}: container {trunk_id} tracked but not open")
-                        if self.is_own(trunk_id) != own:
-                            problems.append(f"store path {index}: container {trunk_id} is in the wrong free space")
+            problems = self.spaces.check(lambda trunk_id: self.containers.get(trunk_id) is not None)
             for trunk_id, container in self.containers.items():
-                if not self._space_for(container).has_container(trunk_id):
+                if not self.spaces.of_container(container).has_container(trunk_id):
                     problems.append(f"container {trunk_id} open but has no free-space entry")
                 if not os.path.exists(container.path):
                     problems.append(f"container {trunk_id} file {container.path} is missing")
@@ -579,7 +553,7 @@ class TrunkPool:
         """``{trunk_id: [(offset, size), ...]}``; the lock is held by the caller (see :meth:`quiesced`)."""
         result = {}
         for trunk_id, container in self.containers.items():
-            result[trunk_id] = [(e.offset, e.size) for e in self._space_for(container).extents(trunk_id)]
+            result[trunk_id] = [(e.offset, e.size) for e in self.spaces.of_container(container).extents(trunk_id)]
         for trunk_id, container in self._removing.items():
             result[trunk_id] = [(0, container.size)]
         return result
@@ -588,15 +562,15 @@ class TrunkPool:
         with self._lock:
             return {
                 "trunk_containers": len(self.containers),
-                "trunk_free_bytes": sum(space.free_bytes for space in [*self._spaces, *self._foreign_spaces]),
+                "trunk_free_bytes": self.spaces.free_bytes(),
                 "trunk_capacity_bytes": sum(c.size for c in self.containers.values()),
-                "trunk_free_extents": sum(len(space) for space in [*self._spaces, *self._foreign_spaces]),
+                "trunk_free_extents": self.spaces.free_extents(),
                 "journal_generation": self._journal.gen,
             }
 
     def free_bytes(self, store_path: int) -> int:
         with self._lock:
-            return self._spaces[store_path].free_bytes
+            return self.spaces.own[store_path].free_bytes
 
     def _check_usable(self) -> None:
         if self._closed:

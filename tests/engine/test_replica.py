@@ -358,7 +358,7 @@ def test_own_uploads_stay_in_own_partition(open_pair, check_store, tmp_path, reo
     own = [b.put(rng.randbytes(rng.randrange(500_000, 1_000_000))) for _ in range(12)]
     own_ids = {trunk_id_of(f) for f in own}
     assert len(own_ids) >= 3 and all(t % 2 == 0 for t in own_ids) and not own_ids & foreign
-    assert b._pool._next_trunk_id > 40  # container 40 is B's own: never created a second time
+    assert b._pool.spaces.next_id > 40  # container 40 is B's own: never created a second time
     check_store(b)
     if reopen == "close":
         b.close()
@@ -373,7 +373,7 @@ def test_own_uploads_stay_in_own_partition(open_pair, check_store, tmp_path, reo
         for file_id, data in payload.items():
             assert reopened.get(file_id) == data
         check_store(reopened)
-        assert reopened._pool._next_trunk_id % 2 == 0 and reopened._pool._next_trunk_id > 40
+        assert reopened._pool.spaces.next_id % 2 == 0 and reopened._pool.spaces.next_id > 40
         later = [reopened.put(rng.randbytes(900_000)) for _ in range(10)]
         later_ids = {trunk_id_of(f) for f in later}
         assert all(t % 2 == 0 for t in later_ids) and not later_ids & foreign
@@ -390,13 +390,13 @@ def test_next_own_id_skips_containers_that_exist(open_store, tmp_path, check_sto
     back = {trunk_replica_id(b"back %d" % t, t, 0): b"back %d" % t for t in (2, 4)}
     for file_id, data in back.items():
         b.put_replica(file_id, data)
-    assert b._pool._next_trunk_id == 6
-    b._pool._next_trunk_id = 2  # as if it had not moved on: the ids taken are stepped over all the same
-    own_space = b._pool._spaces[0]
+    assert b._pool.spaces.next_id == 6
+    b._pool.spaces.next_id = 2  # as if it had not moved on: the ids taken are stepped over all the same
+    own_space = b._pool.spaces.own[0]
     while own_space.free_bytes:  # containers 2 and 4 full: the next file needs a new container
         own_space.allocate(own_space.largest)
     made = trunk_id_of(b.put(b"in a new container"))
-    assert made == 6 and b._pool._next_trunk_id == 8
+    assert made == 6 and b._pool.spaces.next_id == 8
     for file_id, data in back.items():
         assert b.get(file_id) == data
 
