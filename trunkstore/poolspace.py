@@ -80,6 +80,10 @@ class PoolSpace:
         """Free bytes in every container, own and foreign."""
         return sum(space.free_bytes for space in [*self.own, *self.foreign])
 
+    def own_free_bytes(self) -> int:
+        """Free bytes in this store's own containers: what its uploads can take without a new container."""
+        return sum(space.free_bytes for space in self.own)
+
     def free_extents(self) -> int:
         """Free extents in every container, own and foreign."""
         return sum(len(space) for space in [*self.own, *self.foreign])

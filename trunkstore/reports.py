@@ -25,8 +25,11 @@ class StoreStats:
     counters: dict[str, int]
     trunk_containers: int
     trunk_capacity_bytes: int
+    #: Free bytes inside every trunk container, this store's own and the replicas of other storages'.
     trunk_free_bytes: int
     trunk_free_extents: int
+    #: The part of ``trunk_free_bytes`` in this store's own containers, the only ones it allocates in.
+    trunk_own_free_bytes: int
     metadata_entries: int
     dedup_holders: int
     disk_total_bytes: int

@@ -503,6 +503,7 @@ class Store:
             trunk_capacity_bytes=pool["trunk_capacity_bytes"],
             trunk_free_bytes=pool["trunk_free_bytes"],
             trunk_free_extents=pool["trunk_free_extents"],
+            trunk_own_free_bytes=pool["trunk_own_free_bytes"],
             metadata_entries=self._meta.meta_count(),
             dedup_holders=self._meta.holder_count(),
             disk_total_bytes=sum(t for t, _ in totals),

@@ -563,14 +563,11 @@ class TrunkPool:
             return {
                 "trunk_containers": len(self.containers),
                 "trunk_free_bytes": self.spaces.free_bytes(),
+                "trunk_own_free_bytes": self.spaces.own_free_bytes(),
                 "trunk_capacity_bytes": sum(c.size for c in self.containers.values()),
                 "trunk_free_extents": self.spaces.free_extents(),
                 "journal_generation": self._journal.gen,
             }
-
-    def free_bytes(self, store_path: int) -> int:
-        with self._lock:
-            return self.spaces.own[store_path].free_bytes
 
     def _check_usable(self) -> None:
         if self._closed:

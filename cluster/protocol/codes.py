@@ -37,6 +37,7 @@ class Command(IntEnum):
     REGENERATE_APPENDER_FILENAME = 38
 
     # storage -> tracker
+    STORAGE_REPORT_TRUNK_FREE = 74
     STORAGE_PARAMETER_REQ = 75
     STORAGE_REPORT_STATUS = 76
     STORAGE_JOIN = 81

@@ -38,6 +38,7 @@ from .membership_messages import (
 from .peer_messages import (
     BeatRequest,
     ReportDiskUsageRequest,
+    ReportTrunkFreeRequest,
     StorageJoinReply,
     StorageJoinRequest,
     SyncReportRequest,
@@ -100,6 +101,7 @@ _BODY_ONLY: dict[int, Callable[[bytes], Request]] = {
     StorageJoinRequest.COMMAND: StorageJoinRequest.decode,
     BeatRequest.COMMAND: BeatRequest.decode,
     ReportDiskUsageRequest.COMMAND: ReportDiskUsageRequest.decode,
+    ReportTrunkFreeRequest.COMMAND: ReportTrunkFreeRequest.decode,
     SyncReportRequest.COMMAND: SyncReportRequest.decode,
     SyncSrcRequest.COMMAND: SyncSrcRequest.decode,
     SyncDestRequest.COMMAND: SyncDestRequest.decode,
@@ -171,6 +173,7 @@ _EMPTY_REPLIES = frozenset(
         Command.TRUNCATE_FILE,
         Command.STORAGE_SYNC_NOTIFY,
         Command.STORAGE_REPORT_STATUS,
+        Command.STORAGE_REPORT_TRUNK_FREE,
         *SYNC_COMMANDS,
     }
 )

@@ -10,6 +10,8 @@ IPv6); the tracker list of STORAGE_JOIN is text, one ``host:port`` per line::
                            reply: status[1] src_id[16]                                        17 bytes
     83 STORAGE_BEAT        empty, or the 348-byte stats block (cluster.protocol.stats)
     84 REPORT_DISK_USAGE   n x (total_mb[8] free_mb[8]), one per store path, n >= 1
+    74 REPORT_TRUNK_FREE   trunk_free_mb[8]: free space inside the storage's trunk containers;
+                           reply empty
     89 SYNC_REPORT         n x (storage_id[16] synced_timestamp[4]): how far each peer's
                            changes have been applied here
        reply to 83/84/89:  empty, or flags[1] (ChangeFlag) + n x brief[67]; with GROUP_CHANGED,
@@ -50,6 +52,7 @@ JOIN = struct.Struct("!17s6q8sBB16s46sq")  # 145
 JOIN_REPLY = struct.Struct("!B16s")  # 17
 BRIEF = struct.Struct("!Bi16s46s")  # 67
 DISK_USAGE = struct.Struct("!qq")  # 16
+TRUNK_FREE = struct.Struct("!q")  # 8
 SYNC_PROGRESS = struct.Struct("!16sI")  # 20
 
 
@@ -237,6 +240,27 @@ class ReportDiskUsageRequest(Request):
                 for total, free in DISK_USAGE.iter_unpack(body)
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReportTrunkFreeRequest(Request):
+    """STORAGE_REPORT_TRUNK_FREE (74): MB free inside the trunk containers this storage allocates in.
+
+    In FastDFS only a group's trunk server sends it, with the free space of the whole group's trunks;
+    every trunkstore storage allocates in containers of its own, so each reports those, and a group's
+    figure is the sum over its members.
+    """
+
+    COMMAND: ClassVar[Command] = Command.STORAGE_REPORT_TRUNK_FREE
+    trunk_free_mb: int
+
+    def encode_body(self) -> bytes:
+        return pack(TRUNK_FREE, check_size(self.trunk_free_mb, "trunk_free_mb"))
+
+    @classmethod
+    def decode(cls, body: bytes) -> ReportTrunkFreeRequest:
+        expect_len(body, TRUNK_FREE.size, "STORAGE_REPORT_TRUNK_FREE")
+        return cls(check_size(TRUNK_FREE.unpack(body)[0], "trunk_free_mb"))
 
 
 @dataclass(frozen=True, slots=True)

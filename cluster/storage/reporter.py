@@ -8,6 +8,7 @@ with exponential backoff.  On each connection (FastDFS's ``tracker_report_thread
     STORAGE_BEAT                     every heart_beat_interval; with the 348-byte counters block
                                      every stat_report_interval (and right after joining)
     STORAGE_REPORT_DISK_USAGE        every stat_report_interval: total and free MB per store path
+    STORAGE_REPORT_TRUNK_FREE        with it: MB free inside this storage's own trunk containers
     STORAGE_SYNC_REPORT              after a beat, when replication from peers has progressed
 
 The replies to beats and reports may list the group's members (``StorageBrief``); the latest list
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from cluster.errors import ClusterError, ConnectionLost, error_for_status
+from cluster.errors import ClusterError, ConnectionLost, InvalidRequest, error_for_status
 from cluster.protocol import (
     HEADER_SIZE,
     Address,
@@ -34,8 +35,10 @@ from cluster.protocol import (
     ChangeFlag,
     Command,
     DiskUsage,
+    EmptyReply,
     ProtocolError,
     ReportDiskUsageRequest,
+    ReportTrunkFreeRequest,
     Request,
     StorageBrief,
     StorageJoinReply,
@@ -137,6 +140,12 @@ def disk_usage(store: Store) -> tuple[DiskUsage, ...]:
     return tuple(usage)
 
 
+def trunk_free_mb(store: Store) -> int:
+    """MB free inside the store's own trunk containers (not the replicas of its peers' containers,
+    which their owners report)."""
+    return store.stats().trunk_own_free_bytes // MIB
+
+
 def storage_stats(
     store: Store, connections: tuple[int, int, int], replication: Mapping[str, int] | None = None
 ) -> StorageStats:
@@ -208,6 +217,7 @@ class TrackerReporter:
         stats: Callable[[], StorageStats],
         usage: Callable[[], tuple[DiskUsage, ...]],
         sync_progress: Callable[[], tuple[SyncProgress, ...]] = tuple,
+        trunk_free: Callable[[], int] | None = None,
     ) -> None:
         self.tracker = tracker
         self.identity = identity
@@ -216,6 +226,7 @@ class TrackerReporter:
         self._stats = stats
         self._usage = usage
         self._sync_progress = sync_progress
+        self._trunk_free = trunk_free
         self._reported_progress: tuple[SyncProgress, ...] = ()
         #: One request at a time on the connection: the beat loop and replication share it.
         self._calling = asyncio.Lock()
@@ -305,6 +316,7 @@ class TrackerReporter:
                 last_report = now
                 # Space first: the report that makes a tracker offer this storage carries its free space.
                 await self._changes(ReportDiskUsageRequest(self._usage()))
+                await self._report_trunk_free()
                 await self._changes(BeatRequest(self._stats()))
             else:
                 await self._changes(BeatRequest())
@@ -314,6 +326,17 @@ class TrackerReporter:
                 self._reported_progress = progress
             self.beats += 1
             await asyncio.sleep(timing.heart_beat_interval)
+
+    async def _report_trunk_free(self) -> None:
+        if self._trunk_free is None:
+            return
+        try:
+            EmptyReply.decode(await self.call(ReportTrunkFreeRequest(self._trunk_free())))
+        except InvalidRequest as exc:
+            # A FastDFS tracker takes this report only from its group's trunk server: stop sending it
+            # there rather than have every stat report fail.
+            log.info("tracker %s:%d: %s; trunk free space not reported", self.tracker.host, self.tracker.port, exc)
+            self._trunk_free = None
 
     async def _changes(self, request: Request) -> None:
         reply = TrackerChangesReply.decode(await self.call(request))

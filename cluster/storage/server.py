@@ -31,7 +31,7 @@ from .config import StorageConfig
 from .connection import StorageConnection
 from .handlers import StorageService
 from .replication import Replication
-from .reporter import Identity, JoinState, Timing, TrackerReporter, disk_usage, storage_stats
+from .reporter import Identity, JoinState, Timing, TrackerReporter, disk_usage, storage_stats, trunk_free_mb
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ class StorageServer:
                 lambda: storage_stats(store, self.connection_counts(), replication.stats()),
                 lambda: disk_usage(store),
                 replication.sync_progress,
+                lambda: trunk_free_mb(store),
             )
             self.reporters.append(reporter)
             self._tasks.append(loop.create_task(reporter.run(), name=f"tracker {tracker.host}:{tracker.port}"))

@@ -26,7 +26,7 @@ def group_stat(group: Group, reserve: ReservedSpace) -> GroupStat:
         group_name=group.name,
         total_mb=total_mb,
         free_mb=free_mb,
-        trunk_free_mb=0,
+        trunk_free_mb=group.trunk_free_mb(),
         storage_count=len(members),
         storage_port=port_of.port if port_of is not None else 0,
         current_write_server=group.write_index % len(active) if active else 0,

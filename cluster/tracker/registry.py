@@ -107,6 +107,8 @@ class Storage:
     path_total_mb: list[int] = field(default_factory=list)
     path_free_mb: list[int] = field(default_factory=list)
     current_write_path: int = 0
+    #: MB free inside the trunk containers this storage allocates in (REPORT_TRUNK_FREE).
+    trunk_free_mb: int = 0
     stats: StorageStats = field(default_factory=StorageStats)
     #: Monotonic time of the last sign of life (join, beat, report); None: not since we started.
     last_beat: float | None = None
@@ -184,6 +186,12 @@ class Group:
             if storage.status is StorageStatus.ACTIVE and (best is None or storage.free_mb < best.free_mb):
                 best = storage
         return (0, 0) if best is None else (best.total_mb, best.free_mb)
+
+    def trunk_free_mb(self) -> int:
+        """MB free inside the group's trunk containers: the sum of what the active members report, as
+        each allocates only in containers of its own.  Containers are sparse files, so this space is
+        counted in ``free_mb`` as well, and the reserve is checked against ``free_mb`` alone."""
+        return sum(s.trunk_free_mb for s in self.members if s.status is StorageStatus.ACTIVE)
 
     def briefs(self) -> tuple[StorageBrief, ...]:
         return tuple(s.brief() for s in self.members)
@@ -373,6 +381,12 @@ class Registry:
             storage.current_write_path = max(range(len(free)), key=lambda i: (free[i], -i))
         self._alive(group, storage)
         return self.changes_for(storage)
+
+    def report_trunk_free(self, storage: Storage, trunk_free_mb: int) -> None:
+        """REPORT_TRUNK_FREE: the free space inside ``storage``'s own trunk containers."""
+        group = self._group_of(storage)
+        storage.trunk_free_mb = trunk_free_mb
+        self._alive(group, storage)
 
     def sync_report(self, storage: Storage, peers: tuple[SyncProgress, ...]) -> TrackerChangesReply:
         """SYNC_REPORT: how far this storage has applied each peer's changes."""

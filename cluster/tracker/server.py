@@ -42,6 +42,7 @@ from cluster.protocol import (
     QueryUpdateRequest,
     ReportDiskUsageRequest,
     ReportStatusRequest,
+    ReportTrunkFreeRequest,
     StorageJoinRequest,
     StoreTargetReply,
     StoreTargetsReply,
@@ -145,6 +146,7 @@ class TrackerServer:
             Command.STORAGE_JOIN: (self._join, False),
             Command.STORAGE_BEAT: (self._beat, True),
             Command.STORAGE_REPORT_DISK_USAGE: (self._disk_usage, True),
+            Command.STORAGE_REPORT_TRUNK_FREE: (self._trunk_free, True),
             Command.STORAGE_SYNC_REPORT: (self._sync_report, True),
             Command.STORAGE_SYNC_SRC_REQ: (self._sync_src, True),
             Command.STORAGE_SYNC_DEST_REQ: (self._sync_dest, True),
@@ -310,6 +312,10 @@ class TrackerServer:
     def _disk_usage(self, conn: TrackerConnection, request: ReportDiskUsageRequest) -> bytes:
         most_free = self.config.store_path is StorePathRule.MOST_FREE
         return self.registry.report_disk_usage(self._joined(conn), request.paths, most_free).encode()
+
+    def _trunk_free(self, conn: TrackerConnection, request: ReportTrunkFreeRequest) -> bytes:
+        self.registry.report_trunk_free(self._joined(conn), request.trunk_free_mb)
+        return _EMPTY_REPLY
 
     def _sync_report(self, conn: TrackerConnection, request: SyncReportRequest) -> bytes:
         return self.registry.sync_report(self._joined(conn), request.peers).encode()

@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from pathlib import Path
 
 import pytest
 from conftest import Cluster, storage_is_offered
 from procs import ServerProcess, WireClient, start_storage, start_tracker, wait_for
-from storage_wire import GROUP, download, upload
+from storage_wire import GROUP, delete, download, upload
 
-from cluster.protocol import Address, ListStoragesReply, StatLayout, StorageStat, StorageStatus
+from cluster.protocol import (
+    HEADER_SIZE,
+    Address,
+    Command,
+    DiskUsage,
+    ListGroupsReply,
+    ListStoragesReply,
+    StatLayout,
+    StorageJoinReply,
+    StorageStat,
+    StorageStats,
+    StorageStatus,
+    decode_header,
+    encode_error,
+    encode_reply,
+)
 from cluster.storage.reporter import Identity, JoinState, Timing, TrackerReporter
 
 LIST_STORAGE = 92
+LIST_ONE_GROUP = 90
 
 
 def listed(tracker: ServerProcess) -> tuple[StorageStat, ...]:
@@ -51,6 +68,26 @@ def test_storage_joins_and_is_listed_active_with_its_disk(cluster: Cluster) -> N
     assert stat is not None
     assert stat.ip == "127.0.0.1" and stat.store_path_count == 1 and stat.subdir_count_per_path == 256
     wait_for(lambda: (s := listed_storage(cluster.tracker, cluster.storage)) and s.total_mb > 0, message="disk usage")
+
+
+def listed_trunk_free_mb(tracker: ServerProcess) -> int:
+    with WireClient(tracker.address) as wire:
+        status, body = wire.call(LIST_ONE_GROUP, GROUP.encode().ljust(16, b"\0"))
+    assert status == 0
+    (group,) = ListGroupsReply.decode(body, StatLayout.V6_15).groups
+    return group.trunk_free_mb
+
+
+def test_the_group_listing_shows_the_free_space_in_trunk_containers(cluster: Cluster) -> None:
+    wait_for(lambda: is_active(cluster.tracker, cluster.storage), message="ACTIVE in LIST_STORAGE")
+    assert listed_trunk_free_mb(cluster.tracker) == 0  # no container yet
+    with WireClient(cluster.storage.address) as wire:
+        names = [upload(wire, bytes(300_000)) for _ in range(4)]  # 4 x 300 KB into one 4 MB container
+    wait_for(lambda: listed_trunk_free_mb(cluster.tracker) == 2, message="trunk free 4 MB - 1.2 MB")
+    with WireClient(cluster.storage.address) as wire:
+        for name in names:
+            assert delete(wire, name) == (0, b"")
+    wait_for(lambda: listed_trunk_free_mb(cluster.tracker) == 4, message="the container wholly free")
 
 
 def test_beats_carry_the_upload_counters(cluster: Cluster) -> None:
@@ -130,3 +167,52 @@ def test_a_reporter_stops_when_its_cancellation_meets_a_failure(tmp_path: Path) 
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(run())
+
+
+def test_a_tracker_that_refuses_trunk_free_reports_keeps_the_storage_joined(tmp_path: Path) -> None:
+    """A FastDFS tracker takes STORAGE_REPORT_TRUNK_FREE only from its group's trunk server and answers
+    EINVAL otherwise: the reporter stops sending it there and goes on beating on the same connection."""
+    received: list[int] = []
+    connections: list[int] = []
+
+    async def fake_tracker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                header = decode_header(await reader.readexactly(HEADER_SIZE))
+                await reader.readexactly(header.pkg_len)
+                received.append(header.cmd)
+                if header.cmd == Command.STORAGE_JOIN:
+                    writer.write(encode_reply(StorageJoinReply(StorageStatus.ACTIVE).encode_body()))
+                elif header.cmd == Command.STORAGE_REPORT_TRUNK_FREE:
+                    writer.write(encode_error(errno.EINVAL))
+                else:
+                    writer.write(encode_reply())
+                await writer.drain()
+
+    async def run() -> None:
+        server = await asyncio.start_server(fake_tracker, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        identity = Identity("group1", "127.0.0.1", 23000, 1, 256, 0, 0, ())
+        reporter = TrackerReporter(
+            Address("127.0.0.1", port), identity, JoinState(str(tmp_path / "state.json")),
+            Timing(5, 5, 0.01, 0.01), stats=StorageStats, usage=lambda: (DiskUsage(100, 50),),
+            trunk_free=lambda: 7,
+        )  # fmt: skip
+        task = asyncio.create_task(reporter.run())
+        try:
+            for _ in range(500):
+                if received.count(Command.STORAGE_REPORT_DISK_USAGE) >= 5:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(run())
+    assert received.count(Command.STORAGE_REPORT_DISK_USAGE) >= 5
+    assert received.count(Command.STORAGE_REPORT_TRUNK_FREE) == 1
+    assert received.count(Command.STORAGE_JOIN) == 1 and len(connections) == 1

@@ -111,6 +111,7 @@ def test_listings_in_the_configured_layout(tracker: RunningTracker) -> None:
         assert status == 0 and len(body) == 113
         (group,) = ListGroupsReply.decode(body, StatLayout.V6_15).groups
         assert (group.group_name, group.storage_count, group.readable_count, group.free_mb) == ("group1", 1, 1, 700)
+        assert group.trunk_free_mb == 0
         status, body = client.call(90, group_field())
         assert status == 0 and len(body) == 113
         status, body = client.call(92, group_field())
@@ -122,9 +123,36 @@ def test_listings_in_the_configured_layout(tracker: RunningTracker) -> None:
         assert client.call(90, group_field("none")) == (2, b"")
 
 
+def test_trunk_free_reports_add_up_over_the_active_members(tracker: RunningTracker) -> None:
+    with (
+        WireClient(tracker.address) as first_wire,
+        WireClient(tracker.address) as second_wire,
+        WireClient(tracker.address) as client,
+    ):
+        first, second = FakeStorage(first_wire, port=23000), FakeStorage(second_wire, port=23001)
+        first.activate()
+        second.activate()
+        first.report_trunk_free(40)
+        second.report_trunk_free(23)
+
+        def listed() -> int:
+            status, body = client.call(90, group_field())
+            assert status == 0
+            (group,) = ListGroupsReply.decode(body, StatLayout.V6_15).groups
+            return group.trunk_free_mb
+
+        assert listed() == 63
+        second.report_trunk_free(3)  # a later report replaces the earlier one
+        assert listed() == 43
+        assert first_wire.call(74, b"\0" * 4)[0] == 22  # not 8 bytes
+        assert first_wire.call(74, b"\xff" * 8)[0] == 22  # negative
+        second_wire.close()  # the connection goes: that storage is no longer active
+        assert wait_for(lambda: listed() == 40)
+
+
 def test_storage_commands_before_join_are_eacces_and_errors_keep_the_connection(tracker: RunningTracker) -> None:
     with WireClient(tracker.address) as wire:
-        for cmd in (83, 84, 86, 87, 88, 89, 76):
+        for cmd in (83, 84, 74, 86, 87, 88, 89, 76):
             assert wire.call(cmd)[0] == 13
         assert wire.call(250) == (22, b"")  # unknown command
         assert wire.call(11, b"x" * 20) == (22, b"")  # a storage command sent to a tracker

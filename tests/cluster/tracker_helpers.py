@@ -9,6 +9,7 @@ from cluster.protocol import (
     BeatRequest,
     DiskUsage,
     ReportDiskUsageRequest,
+    ReportTrunkFreeRequest,
     StorageJoinReply,
     StorageJoinRequest,
     StorageStats,
@@ -127,6 +128,10 @@ class FakeStorage:
         status, body = self.wire.call(84, request.encode_body())
         assert status == 0, f"disk report refused: {status}"
         return TrackerChangesReply.decode(body)
+
+    def report_trunk_free(self, trunk_free_mb: int) -> None:
+        status, body = self.wire.call(74, ReportTrunkFreeRequest(trunk_free_mb).encode_body())
+        assert (status, body) == (0, b""), f"trunk free report refused: {status}"
 
     def activate(self, free_mb: int = 1000) -> None:
         self.join()

@@ -50,6 +50,7 @@ def test_free_space_totals_cover_both_sides(spaces: PoolSpace) -> None:
     spaces.foreign[1].add_container(4, 8192)
     spaces.foreign[1].allocate(1024)
     assert spaces.free_bytes() == 4096 + 8192 - 1024
+    assert spaces.own_free_bytes() == 4096
     assert spaces.free_extents() == 2
 
 

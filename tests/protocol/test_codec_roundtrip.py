@@ -47,6 +47,7 @@ from cluster.protocol import (
     RegenerateAppenderFilenameRequest,
     ReportDiskUsageRequest,
     ReportStatusRequest,
+    ReportTrunkFreeRequest,
     RequestWithData,
     RwMode,
     SetMetadataRequest,
@@ -136,6 +137,7 @@ REQUESTS: dict[type, Any] = {
     ReportDiskUsageRequest: st.builds(
         ReportDiskUsageRequest, st.lists(st.builds(DiskUsage, size, size), min_size=1, max_size=4).map(tuple)
     ),
+    ReportTrunkFreeRequest: st.builds(ReportTrunkFreeRequest, size),
     SyncReportRequest: st.builds(
         SyncReportRequest, st.lists(st.builds(SyncProgress, ident, u32), max_size=4).map(tuple)
     ),
