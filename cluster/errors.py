@@ -95,6 +95,8 @@ _BY_STATUS: dict[int, type[ClusterError]] = {
     _errno.EINVAL: InvalidRequest,
     _errno.ENOENT: NotFound,
     _errno.EEXIST: AlreadyExists,
+    # A storage deleted from its group already (SERVER_DELETE_STORAGE).
+    _errno.EALREADY: AlreadyExists,
     _errno.EACCES: AccessDenied,
     _errno.ENOSPC: NoSpace,
     _errno.EBUSY: Busy,

@@ -14,6 +14,7 @@
     trunkstore meta FILE_ID [K=V ...] [--merge]     show, or set (replace / merge) metadata
     trunkstore append FILE_ID FILE
     trunkstore monitor [--group G]
+    trunkstore delete-storage GROUP STORAGE         remove a stopped storage (ID, IP or IP:PORT)
 
 The file commands find the trackers in ``--tracker`` options, a FastDFS ``client.conf`` given with
 ``--conf``, the ``TRUNKSTORE_TRACKER`` environment variable, or the bundled cluster in ``--dir``,

@@ -165,6 +165,13 @@ def add_file_commands(sub: Any) -> None:
     watch.add_argument("--group", default=None, help="only this group")
     watch.set_defaults(handler=show_monitor)
 
+    remove = with_client(
+        sub.add_parser("delete-storage", help="remove a stopped storage from its group on every tracker")
+    )
+    remove.add_argument("group")
+    remove.add_argument("storage", help="its storage ID, IP, or IP:PORT")
+    remove.set_defaults(handler=delete_storage)
+
 
 def trackers_for(options: argparse.Namespace) -> tuple[list[str], ClientConfig | None]:
     """Where the file commands find the trackers: options, conf file, environment, bundled cluster."""
@@ -307,4 +314,11 @@ def show_monitor(options: argparse.Namespace) -> int:
                 raise ClusterError(f"no group named {options.group!r}")
         storages = {g.group_name: client.list_storages(g.group_name) for g in groups}
     print(monitor.render(trackers[0], groups, storages), end="")
+    return 0
+
+
+def delete_storage(options: argparse.Namespace) -> int:
+    with open_client(options) as client:
+        client.delete_storage(options.group, options.storage)
+    print(f"storage {options.storage} deleted from {options.group}")
     return 0

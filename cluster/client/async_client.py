@@ -122,6 +122,10 @@ class AsyncClient(ClientBase[AsyncConnection]):
     async def list_storages(self, group: str, storage_id: str | None = None) -> list[StorageStat]:
         return await self._run(ops.list_storages(self.config.stat_layout, group, storage_id))
 
+    async def delete_storage(self, group: str, storage_id: str) -> None:
+        """Delete a stopped storage (its ID, IP or ``ip:port``) from ``group`` on every tracker."""
+        await self._run(ops.delete_storage(self._trackers.trackers, group, storage_id))
+
     # ---- files ----------------------------------------------------------------------------------
     async def upload(
         self,

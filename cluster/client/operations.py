@@ -16,15 +16,16 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, BinaryIO, TypeVar
 
-from cluster.errors import ClusterError, InvalidRequest, NotFound
+from cluster.errors import AlreadyExists, ClusterError, InvalidRequest, NotFound, Unavailable
 from cluster.protocol import (
     AppendFileRequest,
     DeleteFileRequest,
+    DeleteStorageRequest,
     DownloadFileRequest,
     EmptyReply,
     FetchTargetReply,
@@ -56,7 +57,7 @@ from cluster.protocol.base import Request
 from trunkstore.errors import InvalidFileId
 from trunkstore.fileid import parse_file_id
 
-from .requests import LIST_REPLY_MAX, UNLIMITED, Exchange, Progress, UploadSource
+from .requests import LIST_REPLY_MAX, UNLIMITED, Exchange, Key, Progress, TrackerRotation, UploadSource
 from .results import FileInfo, GroupStat, StorageAddress, StorageStat, StoreTarget
 
 T = TypeVar("T")
@@ -232,6 +233,35 @@ def list_storages(layout: StatLayout, group: str, storage_id: str | None = None)
     request = ListStorageRequest(group, storage_id)
     storages: list[StorageStat] = yield _tracker(request, group, partial(_storages, layout), LIST_REPLY_MAX)
     return storages
+
+
+def delete_storage(trackers: Sequence[Key], group: str, storage_id: str) -> Operation[None]:
+    """Delete a storage that is not serving from ``group`` on every tracker (each keeps its own
+    membership), as ``fdfs_monitor ... delete`` does.  A tracker that does not know the storage, or
+    has deleted it already, is fine as long as one of them deleted it or had; a tracker that cannot
+    be reached is an error naming it, so that the delete can be repeated once it is back."""
+    request = DeleteStorageRequest(group, storage_id)
+    done, unreachable = 0, []
+    missing: NotFound | None = None
+    for key in trackers:
+        try:
+            yield Exchange(key, request.encode(), request.command, f"{group} {storage_id}", _empty, idempotent=True)
+        except NotFound as exc:
+            missing = exc
+        except AlreadyExists:
+            done += 1  # deleted there already
+        except ClusterError as exc:
+            if not TrackerRotation.fails_over(exc):
+                raise
+            unreachable.append(f"{key[0]}:{key[1]} ({exc})")
+        else:
+            done += 1
+    if unreachable:
+        raise Unavailable(f"storage {storage_id} of {group} deleted on {done} tracker(s); not reached: "
+                          + "; ".join(unreachable))  # fmt: skip
+    if not done:
+        assert missing is not None
+        raise missing
 
 
 # ---- storage --------------------------------------------------------------------------------------

@@ -125,6 +125,11 @@ class Client(ClientBase[SyncConnection]):
     def list_storages(self, group: str, storage_id: str | None = None) -> list[StorageStat]:
         return self._run(ops.list_storages(self.config.stat_layout, group, storage_id))
 
+    def delete_storage(self, group: str, storage_id: str) -> None:
+        """Delete a stopped storage (its ID, IP or ``ip:port``) from ``group`` on every tracker, as
+        ``fdfs_monitor ... delete`` does; :class:`~cluster.errors.Busy` while it is serving."""
+        self._run(ops.delete_storage(self._trackers.trackers, group, storage_id))
+
     # ---- files ----------------------------------------------------------------------------------
     def upload(
         self,

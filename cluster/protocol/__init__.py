@@ -94,6 +94,7 @@ from .sync_messages import (
     SyncUpdateFileRequest,
 )
 from .tracker_messages import (
+    DeleteStorageRequest,
     FetchTargetReply,
     FetchTargetsReply,
     ListAllGroupsRequest,
@@ -130,6 +131,7 @@ __all__ = [
     "ChangeFlag",
     "Command",
     "DeleteFileRequest",
+    "DeleteStorageRequest",
     "DiskUsage",
     "DownloadFileRequest",
     "DownloadReply",

@@ -67,6 +67,7 @@ from .sync_messages import (
     SyncUpdateFileRequest,
 )
 from .tracker_messages import (
+    DeleteStorageRequest,
     FetchTargetReply,
     FetchTargetsReply,
     ListAllGroupsRequest,
@@ -92,6 +93,7 @@ _BODY_ONLY: dict[int, Callable[[bytes], Request]] = {
     ListAllGroupsRequest.COMMAND: ListAllGroupsRequest.decode,
     ListOneGroupRequest.COMMAND: ListOneGroupRequest.decode,
     ListStorageRequest.COMMAND: ListStorageRequest.decode,
+    DeleteStorageRequest.COMMAND: DeleteStorageRequest.decode,
     DownloadFileRequest.COMMAND: DownloadFileRequest.decode,
     DeleteFileRequest.COMMAND: DeleteFileRequest.decode,
     SetMetadataRequest.COMMAND: SetMetadataRequest.decode,
@@ -174,6 +176,7 @@ _EMPTY_REPLIES = frozenset(
         Command.STORAGE_SYNC_NOTIFY,
         Command.STORAGE_REPORT_STATUS,
         Command.STORAGE_REPORT_TRUNK_FREE,
+        Command.SERVER_DELETE_STORAGE,
         *SYNC_COMMANDS,
     }
 )

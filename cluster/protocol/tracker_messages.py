@@ -12,6 +12,8 @@ Requests::
      91 SERVER_LIST_ALL_GROUPS          empty
      90 SERVER_LIST_ONE_GROUP           group[16]
      92 SERVER_LIST_STORAGE             group[16] [storage_id, 1..16 bytes, unpadded]
+     93 SERVER_DELETE_STORAGE           group[16] storage_id (its ID, IP or ip:port, 1..45 bytes,
+                                        unpadded); reply empty
 
 Replies (IPs are 15 bytes here, without room for a NUL; ports are int64)::
 
@@ -36,6 +38,7 @@ from .codes import Command
 from .errors import ProtocolError
 from .fields import (
     GROUP_LEN,
+    IP_TEXT_LEN,
     STORAGE_ID_LEN,
     TRACKER_IP_LEN,
     Address,
@@ -214,6 +217,35 @@ class ListStorageRequest(Request):
         # Some clients NUL-pad the ID; an all-NUL ID means "all storages".
         storage_id = decode_fixed(body[GROUP_LEN:], "storage id") or None
         return cls(group, storage_id)
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteStorageRequest(Request):
+    """Remove a storage that is not serving from its group (93), as ``fdfs_monitor ... delete`` does.
+
+    ``storage_id`` names it by its storage ID or IP (FastDFS), or by ``ip:port`` (several storages
+    of a group may share an IP here).
+    """
+
+    COMMAND: ClassVar[Command] = Command.SERVER_DELETE_STORAGE
+    group: str
+    storage_id: str
+
+    def encode_body(self) -> bytes:
+        raw = encode_text(self.storage_id, "storage id")
+        if not 0 < len(raw) < IP_TEXT_LEN:
+            raise ProtocolError(f"storage id must be 1 to {IP_TEXT_LEN - 1} bytes: {self.storage_id!r}")
+        return encode_fixed(self.group, GROUP_LEN, "group") + raw
+
+    @classmethod
+    def decode(cls, body: bytes) -> DeleteStorageRequest:
+        expect_min_len(body, GROUP_LEN + 1, "SERVER_DELETE_STORAGE")
+        if len(body) >= GROUP_LEN + IP_TEXT_LEN:
+            raise ProtocolError(f"SERVER_DELETE_STORAGE body is {len(body)} bytes, above {GROUP_LEN + IP_TEXT_LEN - 1}")
+        storage_id = decode_fixed(body[GROUP_LEN:], "storage id")
+        if not storage_id:
+            raise ProtocolError("SERVER_DELETE_STORAGE names no storage")
+        return cls(decode_fixed(body[:GROUP_LEN], "group"), storage_id)
 
 
 @dataclass(frozen=True, slots=True)

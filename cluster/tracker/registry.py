@@ -27,13 +27,14 @@ differs gets the group's member briefs in its next beat reply.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cluster.errors import AccessDenied, AlreadyExists, InvalidRequest, NotFound
+from cluster.errors import AccessDenied, AlreadyExists, Busy, InvalidRequest, NotFound
 from cluster.protocol import (
     ChangeFlag,
     DiskUsage,
@@ -269,6 +270,9 @@ class Registry:
             group.version += 1
         elif request.join_time and (not storage.join_time or request.join_time < storage.join_time):
             storage.join_time = request.join_time
+        if storage.status is StorageStatus.DELETED:
+            # Deleted from the group, back again: a new member, placed like any other.
+            self._set_status(group, storage, StorageStatus.INIT)
         storage.version = request.version
         storage.up_time = request.up_time
         storage.upload_priority = request.upload_priority
@@ -280,6 +284,38 @@ class Registry:
         self._settle_join(group, storage, request)
         self.dirty = True
         return storage, StorageJoinReply(storage.status, storage.src_id)
+
+    def delete_storage(self, group_name: str, name: str, connected: Callable[[Storage], bool]) -> Storage:
+        """SERVER_DELETE_STORAGE: ``name`` (a storage ID, IP or ``ip:port``) leaves ``group_name``.
+
+        Only a storage that is not serving may go (FastDFS: EBUSY for an ONLINE or ACTIVE one; here
+        also for one still ``connected`` to this tracker, whatever its status); EALREADY if it is
+        deleted already.  It stays listed as DELETED, its peers stop copying to it, and members it
+        was the sync source of get another.  If it joins again it is a new member (INIT).
+        """
+        group = self.group(group_name)
+        matches = [s for s in group.members if name in (s.id, s.key)] or [s for s in group.members if s.ip == name]
+        if not matches:
+            raise NotFound(f"no storage {name!r} in group {group.name!r}")
+        if len(matches) > 1:
+            keys = ", ".join(s.key for s in matches)
+            raise InvalidRequest(f"{name!r} names storages {keys} of group {group.name!r}: give ip:port")
+        storage = matches[0]
+        if storage.status is StorageStatus.DELETED:
+            raise AlreadyExists(f"storage {storage.key} is deleted already", errno.EALREADY)
+        if storage.status in (StorageStatus.ONLINE, StorageStatus.ACTIVE):
+            raise Busy(f"storage {storage.key} is {storage.status.name}: stop it first")
+        if connected(storage):
+            raise Busy(f"storage {storage.key} is still connected: stop it first")
+        self._set_status(group, storage, StorageStatus.DELETED)
+        storage.src_id, storage.sync_until = "", 0
+        storage.path_free_mb = [0] * group.store_path_count
+        storage.path_total_mb = [0] * group.store_path_count
+        storage.trunk_free_mb = 0
+        for member in group.members:
+            if member.src_id == storage.id and member.status in SYNC_STATES:
+                self._assign_sync_source(group, member)
+        return storage
 
     def _settle_join(self, group: Group, storage: Storage, request: StorageJoinRequest) -> None:
         claims_synced = not request.init_flag and request.status in ESTABLISHED
@@ -534,6 +570,7 @@ class Registry:
             ids = [s.id for s in group.members]
             assert len(ids) == len(set(ids)), f"duplicate storage IDs in {name}"
             assert group.members == sorted(group.members, key=Storage.sort_key), f"member order in {name}"
+            deleted = {s.id for s in group.members if s.status is StorageStatus.DELETED}
             for storage in group.members:
                 assert storage.group == name, f"{storage.key} in {name} says {storage.group}"
                 assert storage.key not in seen, f"{storage.key} in two groups"
@@ -545,6 +582,7 @@ class Registry:
                 assert 0 <= storage.current_write_path < group.store_path_count
                 assert storage.store_path_count == group.store_path_count
                 assert storage.status is not StorageStatus.WAIT_SYNC or storage.src_id, "WAIT_SYNC without source"
+                assert storage.src_id not in deleted, f"{storage.key} syncs from a deleted storage"
         assert seen == set(self.by_key), "index holds storages no group has"
         assert self.group_index >= 0
 

@@ -22,6 +22,7 @@ from cluster.protocol import Address as WireAddress
 from cluster.protocol import (
     BeatRequest,
     Command,
+    DeleteStorageRequest,
     EmptyReply,
     FetchTargetReply,
     FetchTargetsReply,
@@ -141,6 +142,7 @@ class TrackerServer:
             Command.SERVER_LIST_ALL_GROUPS: (self._list_groups, False),
             Command.SERVER_LIST_ONE_GROUP: (self._list_groups, False),
             Command.SERVER_LIST_STORAGE: (self._list_storages, False),
+            Command.SERVER_DELETE_STORAGE: (self._delete_storage, False),
             Command.ACTIVE_TEST: (lambda conn, request: _EMPTY_REPLY, False),
             Command.STORAGE_PARAMETER_REQ: (self._parameters, False),
             Command.STORAGE_JOIN: (self._join, False),
@@ -280,6 +282,14 @@ class TrackerServer:
         reserve, layout = self.config.reserved_storage_space, self.config.stat_layout
         stats = tuple(listing.storage_stat(s, reserve, layout) for s in members)
         return ListStoragesReply(stats, layout).encode()
+
+    def _delete_storage(self, conn: TrackerConnection, request: DeleteStorageRequest) -> bytes:
+        storage = self.registry.delete_storage(
+            request.group, request.storage_id, lambda storage: storage.key in self._storage_links
+        )
+        log.warning("storage %s (id %s) deleted from %s at the request of %s", storage.key, storage.id,
+                    storage.group, conn.peer_ip)  # fmt: skip
+        return _EMPTY_REPLY
 
     def _parameters(self, conn: TrackerConnection, request: ParameterRequest) -> bytes:
         return ParameterReply(self.config.storage_parameters()).encode()

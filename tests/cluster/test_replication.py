@@ -1,7 +1,6 @@
 """Replication within a group: real storages on 127.0.0.1 copying each other's changes.
 
-Each storage writes its numeric storage ID into its file names and creates trunk containers of its
-own (``trunk_id_start`` / ``trunk_id_step``), as ``trunkstore cluster up`` configures them.
+Each storage is configured as a member of the group (:func:`group_helpers.member_conf`).
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
+from group_helpers import GROUP, THIRD_MEMBER, all_active, member_conf, read, statuses
 from procs import ServerProcess, WireClient, start_storage, start_tracker, wait_for
 from storage_wire import (
     append,
@@ -37,8 +36,9 @@ from storage_wire import (
     upload_status,
 )
 
-from cluster.cli import bundle
+from cluster.cli import bundle, main
 from cluster.client import Client
+from cluster.errors import Busy, NotFound
 from cluster.protocol import (
     HEADER_SIZE,
     AppendFileRequest,
@@ -50,20 +50,7 @@ from cluster.protocol import (
 )
 from trunkstore import Store
 
-GROUP = "group1"
 MIB = 1 << 20
-#: Engine settings of an in-process third member of the group, for IDs the pair did not make.
-THIRD_MEMBER: dict[str, Any] = {
-    "storage_id": 100003,
-    "trunk_id_start": 3,
-    "trunk_id_step": 3,
-    "trunk_file_size": 4 << 20,
-    "slot_max_size": 1 << 20,
-}
-
-
-def member_conf(number: int, members: int = 2) -> dict[str, Any]:
-    return {"storage_id": 100000 + number, "trunk_id_start": number, "trunk_id_step": members + 1}
 
 
 @dataclass
@@ -71,31 +58,6 @@ class Pair:
     tracker: ServerProcess
     a: ServerProcess
     b: ServerProcess
-
-
-def statuses(tracker: ServerProcess) -> dict[str, StorageStatus]:
-    with Client([tracker.address]) as client:
-        return {s.id: s.status for s in client.list_storages(GROUP)}
-
-
-def all_active(tracker: ServerProcess, count: int) -> bool:
-    found = statuses(tracker)
-    return len(found) == count and all(status is StorageStatus.ACTIVE for status in found.values())
-
-
-def read(storage: ServerProcess, name: str) -> bytes | None:
-    """The file's bytes on ``storage``, or None while it does not have them."""
-    with WireClient(storage.address) as wire:
-        status, body = download(wire, name)
-    if status == errno.EINVAL:  # FastDFS's answer to a download of a 0-byte file (and it hangs up)
-        with WireClient(storage.address) as wire:
-            status, info = file_info(wire, name)
-        assert status != 0 or info[:8] == bytes(8), f"{name}: EINVAL to a download of a non-empty file"
-        body = b""
-    if status == errno.ENOENT:
-        return None
-    assert status == 0, f"download of {name} from {storage.address}: status {status}"
-    return body
 
 
 def has(storage: ServerProcess, name: str, data: bytes) -> bool:
@@ -188,6 +150,27 @@ def test_a_restarted_peer_catches_up(pair: Pair, tmp_path: Path) -> None:
     # The peer came back on another port; its progress is still kept in the one mark file of its ID.
     marks = [path.name for path in (pair.a.base_path / "data" / "sync").glob("*.mark")]
     assert marks == ["100002.mark"]
+
+
+def test_a_storage_deleted_from_the_group_comes_back_as_a_member(
+    pair: Pair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Client([pair.tracker.address]) as client:
+        with pytest.raises(Busy):
+            client.delete_storage(GROUP, "100002")  # serving
+        pair.b.stop()
+        wait_for(lambda: statuses(pair.tracker)["100002"] is StorageStatus.OFFLINE, message="b OFFLINE")
+        assert main(["delete-storage", "--tracker", pair.tracker.address, GROUP, "100002"]) == 0
+        assert "storage 100002 deleted from group1" in capsys.readouterr().out
+        assert statuses(pair.tracker) == {"100001": StorageStatus.ACTIVE, "100002": StorageStatus.DELETED}
+        client.delete_storage(GROUP, "100002")  # deleted already: nothing to do
+        with pytest.raises(NotFound):
+            client.delete_storage(GROUP, "100009")
+    with WireClient(pair.a.address) as wire:
+        name = upload(wire, b"written while b was out of the group")
+    with start_storage(tmp_path, [pair.tracker], base_path=pair.b.base_path, **member_conf(2)) as b:
+        wait_for(lambda: all_active(pair.tracker, 2), message="b ACTIVE again")
+        wait_for(lambda: has(b, name, b"written while b was out of the group"), message="what b missed")
 
 
 def test_a_new_storage_gets_a_full_copy_and_becomes_active(pair: Pair, tmp_path: Path) -> None:
@@ -404,7 +387,8 @@ def test_ack_replicas_acknowledges_only_files_a_peer_holds(tmp_path: Path) -> No
                 assert read(b, copied) == data
         b.stop()
         # With its only peer gone, the storage refuses uploads rather than keep a single copy (one
-        # that arrives as the peer goes is answered ETIMEDOUT: kept, but not acknowledged).
+        # that arrives as the peer goes is answered EBUSY too, or ETIMEDOUT if the peer is slow to go:
+        # kept, but not acknowledged).
         statuses = []
         wait_for(
             lambda: statuses.append(upload_status_of(a)) or statuses[-1] == errno.EBUSY,

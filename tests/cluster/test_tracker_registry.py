@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from tracker_helpers import FakeClock, active_storage, join_request
 
-from cluster.errors import AccessDenied, AlreadyExists, InvalidRequest, NotFound
+from cluster.errors import AccessDenied, AlreadyExists, Busy, InvalidRequest, NotFound
 from cluster.protocol import (
     ChangeFlag,
     DiskUsage,
@@ -258,3 +260,71 @@ def test_a_damaged_state_file_is_refused_whole(tmp_path: Path, registry: Registr
     with pytest.raises(persist.StateError):
         persist.read_state(path, fresh)
     assert not fresh.groups and not fresh.by_key
+
+
+def _not_connected(storage: object) -> bool:
+    return False
+
+
+def test_delete_storage_refuses_serving_unknown_and_ambiguous_storages(registry: Registry) -> None:
+    active = active_storage(registry, port=23000)
+    offline = active_storage(registry, port=23001)
+    registry.disconnected(offline)
+    with pytest.raises(Busy):
+        registry.delete_storage("group1", active.key, _not_connected)  # ACTIVE
+    with pytest.raises(Busy):
+        registry.delete_storage("group1", offline.key, lambda storage: storage is offline)  # still connected
+    with pytest.raises(NotFound):
+        registry.delete_storage("group1", "10.9.9.9", _not_connected)
+    with pytest.raises(NotFound):
+        registry.delete_storage("nogroup", offline.key, _not_connected)
+    with pytest.raises(Busy, match="ACTIVE"):
+        registry.delete_storage("group1", IP, _not_connected)  # the ID of the first (FastDFS: its IP)
+    assert offline.status is StorageStatus.OFFLINE
+    registry._check()
+
+
+def test_an_ip_shared_by_storages_with_numeric_ids_does_not_name_one(registry: Registry) -> None:
+    for port, storage_id in ((23000, "1"), (23001, "2")):
+        storage, _ = registry.join(replace(join_request(port=port), storage_id=storage_id), IP)
+        registry.disconnected(storage)
+    with pytest.raises(InvalidRequest, match="give ip:port"):
+        registry.delete_storage("group1", IP, _not_connected)
+    assert registry.delete_storage("group1", "2", _not_connected).port == 23001
+    registry._check()
+
+
+@pytest.mark.parametrize("by", ["key", "id"])
+def test_a_deleted_storage_is_listed_deleted_and_comes_back_as_a_new_member(registry: Registry, by: str) -> None:
+    keep = active_storage(registry, port=23000)
+    gone = active_storage(registry, port=23001)
+    registry.beat(keep, StorageStats(success_upload_count=5))  # the group has data now
+    version = registry.group("group1").version
+    registry.disconnected(gone)
+    deleted = registry.delete_storage("group1", gone.key if by == "key" else gone.id, _not_connected)
+    registry._check()
+    assert deleted is gone and gone.status is StorageStatus.DELETED and gone.free_mb == 0
+    assert registry.group("group1").version > version  # the peers hear of it and stop copying to it
+    assert registry.changes_for(keep).briefs[-1].status is StorageStatus.DELETED
+    with pytest.raises(AlreadyExists) as refused:
+        registry.delete_storage("group1", gone.key, _not_connected)
+    assert refused.value.status == errno.EALREADY
+    again, reply = registry.join(join_request(port=23001), IP)
+    registry._check()
+    # Joins as a new member would: the group has data, so it is to copy it from the active member.
+    assert again is gone and reply.status is StorageStatus.WAIT_SYNC and reply.src_id == keep.id
+
+
+def test_members_syncing_from_a_deleted_storage_get_another_source(registry: Registry, clock: FakeClock) -> None:
+    first = active_storage(registry, port=23000)
+    second = active_storage(registry, port=23001)
+    for storage in (first, second):
+        registry.beat(storage, StorageStats(success_upload_count=5))
+    newcomer, reply = registry.join(join_request(port=23002), IP)
+    assert reply.status is StorageStatus.WAIT_SYNC
+    source = first if reply.src_id == first.id else second
+    other = second if source is first else first
+    registry.disconnected(source)
+    registry.delete_storage("group1", source.key, _not_connected)
+    registry._check()
+    assert newcomer.status is StorageStatus.WAIT_SYNC and newcomer.src_id == other.id

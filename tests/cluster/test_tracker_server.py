@@ -4,6 +4,7 @@ the test speaks raw frames to it."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from procs import WireClient, wait_for
 from tracker_helpers import FakeStorage, file_name, group_field, store_port
 
 from cluster.protocol import (
+    DeleteStorageRequest,
     FetchTargetReply,
     FetchTargetsReply,
     ListGroupsReply,
@@ -148,6 +150,33 @@ def test_trunk_free_reports_add_up_over_the_active_members(tracker: RunningTrack
         assert first_wire.call(74, b"\xff" * 8)[0] == 22  # negative
         second_wire.close()  # the connection goes: that storage is no longer active
         assert wait_for(lambda: listed() == 40)
+
+
+def test_a_stopped_storage_is_deleted_from_its_group(tracker: RunningTracker) -> None:
+    with (
+        WireClient(tracker.address) as client,
+        WireClient(tracker.address) as keep_wire,
+        WireClient(tracker.address) as gone_wire,
+    ):
+        FakeStorage(keep_wire, port=23000).activate()
+        FakeStorage(gone_wire, port=23001).activate()
+        body = DeleteStorageRequest("group1", "127.0.0.1:23001").encode_body()
+        assert client.call(93, body) == (errno.EBUSY, b"")  # ACTIVE
+        gone_wire.close()
+        wait_for(lambda: client.call(93, body) == (0, b""), message="deleted once its connection closed")
+        assert client.call(93, body) == (errno.EALREADY, b"")
+        assert client.call(93, DeleteStorageRequest("group1", "10.1.1.1").encode_body()) == (errno.ENOENT, b"")
+        assert client.call(93, DeleteStorageRequest("nogroup", "10.1.1.1").encode_body()) == (errno.ENOENT, b"")
+        assert client.call(93, b"group1".ljust(16, b"\0")) == (errno.EINVAL, b"")
+        listing = client.call(92, group_field())[1]
+        stats = {s.storage_port: s.status for s in ListStoragesReply.decode(listing, StatLayout.V6_15).storages}
+        assert stats == {23000: StorageStatus.ACTIVE, 23001: StorageStatus.DELETED}
+        (group,) = ListGroupsReply.decode(client.call(90, group_field())[1], StatLayout.V6_15).groups
+        assert group.storage_count == 1
+        # The member still connected hears that its peer is gone.
+        briefs = FakeStorage(keep_wire, port=23000).beat().briefs
+        assert {b.port: b.status for b in briefs}[23001] is StorageStatus.DELETED
+        tracker.call(tracker.server.registry._check)
 
 
 def test_storage_commands_before_join_are_eacces_and_errors_keep_the_connection(tracker: RunningTracker) -> None:

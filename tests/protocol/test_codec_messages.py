@@ -11,6 +11,7 @@ from cluster.protocol import (
     STORE_PATH_ANY,
     Address,
     Command,
+    DeleteStorageRequest,
     DownloadFileRequest,
     FetchTargetReply,
     FetchTargetsReply,
@@ -267,6 +268,10 @@ def test_malformed_requests() -> None:
         (Command.ACTIVE_TEST, b"x"),
         (Command.STORAGE_BEAT, bytes(347)),
         (Command.STORAGE_REPORT_DISK_USAGE, b""),
+        (Command.STORAGE_REPORT_TRUNK_FREE, bytes(7)),
+        (Command.SERVER_DELETE_STORAGE, b"group1".ljust(16, b"\0")),  # names no storage
+        (Command.SERVER_DELETE_STORAGE, b"group1".ljust(16, b"\0") + bytes(4)),  # an all-NUL name
+        (Command.SERVER_DELETE_STORAGE, b"group1".ljust(16, b"\0") + b"1" * 46),
         (Command.STORAGE_SYNC_REPORT, bytes(21)),
         (Command.STORAGE_JOIN, bytes(144)),
         (Command.RESPONSE, b""),
@@ -284,6 +289,16 @@ def test_list_storage_id_is_unpadded() -> None:
     padded = body.ljust(32, b"\0")
     assert parse_request(Command.SERVER_LIST_STORAGE, padded) == ListStorageRequest("group1", "10.0.0.1")
     assert parse_request(Command.SERVER_LIST_STORAGE, body[:16] + bytes(16)) == ListStorageRequest("group1")
+
+
+def test_delete_storage_names_the_storage_unpadded_as_fdfs_monitor_sends_it() -> None:
+    body = DeleteStorageRequest("group1", "10.0.0.1").encode_body()
+    assert body == b"group1".ljust(16, b"\0") + b"10.0.0.1"
+    assert parse_request(Command.SERVER_DELETE_STORAGE, body) == DeleteStorageRequest("group1", "10.0.0.1")
+    with pytest.raises(ProtocolError):
+        DeleteStorageRequest("group1", "x" * 46).encode_body()
+    with pytest.raises(ProtocolError):
+        DeleteStorageRequest("group1", "").encode_body()
 
 
 def test_join_tracker_lines() -> None:

@@ -17,6 +17,7 @@ from cluster.protocol import (
     ChangeFlag,
     Command,
     DeleteFileRequest,
+    DeleteStorageRequest,
     DiskUsage,
     DownloadFileRequest,
     DownloadReply,
@@ -138,6 +139,7 @@ REQUESTS: dict[type, Any] = {
         ReportDiskUsageRequest, st.lists(st.builds(DiskUsage, size, size), min_size=1, max_size=4).map(tuple)
     ),
     ReportTrunkFreeRequest: st.builds(ReportTrunkFreeRequest, size),
+    DeleteStorageRequest: st.builds(DeleteStorageRequest, ident, st.text(GRAPHIC, min_size=1, max_size=45)),
     SyncReportRequest: st.builds(
         SyncReportRequest, st.lists(st.builds(SyncProgress, ident, u32), max_size=4).map(tuple)
     ),
