@@ -3,7 +3,8 @@
 Modules: ``config`` (StorageConfig from storage.conf), ``handlers`` (whole requests to replies),
 ``sessions`` (streamed uploads, appends, modifies), ``transfer`` (sending file regions),
 ``connection`` (one client connection), ``reporter`` (joining and beating the trackers),
-``binlog`` (the record of changes for the peers), ``sync_requests`` (records to SYNC_* requests),
+``binlog`` (the record of changes for the peers), ``binlog_sync`` (replies that wait for their
+records to be on disk), ``sync_requests`` (records to SYNC_* requests),
 ``replicator`` (sending them to one peer), ``sync_apply`` and ``pipeline`` (applying a peer's
 changes), ``replication`` (all of that for one storage), ``server`` (all of it together) and
 ``process`` (the command line: ``main(argv)``).

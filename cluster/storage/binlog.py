@@ -13,8 +13,9 @@ and lower case when the change came from a peer (a replica applied):
 
 A record is written after the change it describes is done, with one ``write`` to a file opened
 ``O_APPEND``, so it survives the process being killed; ``sync()`` makes records durable against
-power loss (the server calls it every second).  A record naming a file that no longer exists is
-harmless: the sender skips it.
+power loss, and :attr:`Binlog.synced` says up to where they are (with ``sync_mode = always`` a
+reply waits for that, see :mod:`cluster.storage.binlog_sync`; otherwise the server syncs every
+second).  A record naming a file that no longer exists is harmless: the sender skips it.
 
 Readers follow the files by ``(index, offset)`` positions (:class:`BinlogPosition`), which the
 senders keep in their mark files.  Reading is safe while records are appended: a line without its
@@ -29,11 +30,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from trunkstore.diskio import fsync_dir
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Start a new binlog file past this size (FastDFS's 1 GiB).
 ROTATE_SIZE = 1 << 30
@@ -117,7 +120,14 @@ class Binlog:
         self._index = index
         self._fd = self._open(index)
         self._size = _drop_cut_line(self._fd)
-        self._dirty = False
+        #: ``(index, size)`` as one value, so that a reader in another thread never pairs a new index
+        #: with an old size (and needs no lock, which a rotation holds through an fsync).
+        self._end = (index, self._size)
+        #: Records before this position are on disk.  What an earlier run left in the newest file is
+        #: not known to be (it may have been killed before syncing): the first sync covers it.
+        self.synced = BinlogPosition(index, 0)
+        #: Per thread: ``(index, offset)`` after the last record that thread wrote (see :meth:`written_by`).
+        self._written = threading.local()
         #: When a client's change (upper case) and a peer's change (lower case) were last recorded.
         self.last_source_update = 0
         self.last_sync_update = 0
@@ -130,7 +140,7 @@ class Binlog:
     @property
     def end(self) -> BinlogPosition:
         """The position after the last record written."""
-        return BinlogPosition(self._index, self._size)
+        return BinlogPosition(*self._end)
 
     def record(self, op: str, filename: str, *extra: object, timestamp: int | None = None) -> None:
         """Append one record (``timestamp`` defaults to now).  Called for every upload: kept lean."""
@@ -145,14 +155,29 @@ class Binlog:
                 os.ftruncate(self._fd, self._size)
                 raise OSError(f"short write to the binlog ({written} of {len(line)} bytes)")
             self._size += written
-            self._dirty = True
+            self._end = end = (self._index, self._size)
             if op.isupper():
                 self.last_source_update = now
             else:
                 self.last_sync_update = now
+        self._written.end = end  # a tuple: a BinlogPosition costs a microsecond, and is rarely asked for
         notify = self.on_append
         if notify is not None:
             notify()
+
+    def written_by(self, fn: Callable[..., T], *args: Any) -> tuple[T, BinlogPosition | None]:
+        """Call ``fn(*args)``; its result, and the position after the last record it wrote (``None``
+        if it wrote none).
+
+        The records written by the calling thread meanwhile are ``fn``'s: a request's work runs in
+        one thread at a time, and this is how its reply learns which records it must wait for
+        (durable, or copied by the peers), whichever of the service's operations wrote them.
+        """
+        written = self._written
+        written.end = None
+        result = fn(*args)
+        end: tuple[int, int] | None = written.end
+        return result, None if end is None else BinlogPosition(*end)
 
     def _rotate(self) -> None:
         os.fsync(self._fd)
@@ -160,16 +185,30 @@ class Binlog:
         self._index += 1
         self._fd = self._open(self._index)
         self._size = 0
+        self._end = (self._index, 0)
         fsync_dir(self.directory)
+        self.synced = BinlogPosition(self._index, 0)  # every earlier file was synced whole just now
 
     def sync(self) -> None:
-        """Make the records written so far durable."""
+        """Make the records written so far durable (and :attr:`synced` say so).
+
+        Safe to call from several threads at once, and while records are written: what it covers is
+        the end when it starts.  An OSError leaves :attr:`synced` where it was.
+        """
         with self._lock:
-            if not self._dirty:
+            end = BinlogPosition(*self._end)
+            if end <= self.synced:
                 return
-            self._dirty = False
-            fd = self._fd
-        os.fdatasync(fd)
+            # A record may rotate the binlog and close its descriptor while this one syncs: a
+            # descriptor of its own keeps the file open (and the number from naming another file).
+            fd = os.dup(self._fd)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        with self._lock:
+            if end > self.synced:
+                self.synced = end
 
     def close(self) -> None:
         with self._lock:
@@ -177,6 +216,7 @@ class Binlog:
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
+                self.synced = BinlogPosition(*self._end)
 
 
 class BinlogReader:

@@ -9,6 +9,9 @@ the :class:`~cluster.protocol.RequestDecoder`'s events into calls on the
 * work that blocks (fsync in durable mode, large files) runs in the server's bounded thread pool;
   while it runs the connection reads no further, so a client cannot make the server buffer ahead,
   and concurrent uploads from many connections meet in the store's group commit;
+* a reply to a request that wrote binlog records waits, with ``sync_mode = always``, until they
+  are on disk (:mod:`cluster.storage.binlog_sync`), and an upload's, with ``ack_replicas``, until
+  the peers hold it; the connection handles nothing else meanwhile, so replies keep their order;
 * errors become FastDFS's header-only replies; after an EINVAL reply the connection is closed, as
   FastDFS's storage does, and so it is after an unexpected error (EIO, logged with its traceback).
 """
@@ -29,6 +32,7 @@ from cluster.protocol.frames import HEADER, HEADER_SIZE
 from cluster.runtime import Connection
 from trunkstore import SlotConflict, TrunkstoreError
 
+from .binlog import BinlogPosition
 from .handlers import (
     SMALL_UPLOAD_FRAME_LEN,
     WHOLE_TRUNK_DOWNLOAD_FRAME_LEN,
@@ -69,8 +73,16 @@ class StorageConnection(Connection):
             config.max_pkg_size, config.max_upload_size, WHOLE_REPLICA_COMMANDS, WHOLE_REPLICA_LIMIT
         )
         self.session: Session | None = None
+        replication = server.replication
+        #: With sync_mode always, replies wait through this until their binlog records are on disk.
+        self.binlog_sync = replication.binlog_sync if replication is not None and self.service.durable else None
+        #: The binlog, if some reply waits for its records: then where each request's records end is noted.
+        waits = self.binlog_sync is not None or config.ack_replicas > 0
+        self._noted_binlog = self.service.binlog if waits else None
+        #: Where the binlog records of the request in hand end (None: it wrote none).
+        self._recorded: BinlogPosition | None = None
         #: A peer's replica creates stored side by side (durable stores only).
-        self.replicas = ReplicaPipeline(server.executor, self._send_counted, self.fail)
+        self.replicas = ReplicaPipeline(server.executor, self._send_counted, self.fail, self.binlog_sync)
         #: The store work running in a thread for this connection, if any.
         self._work: concurrent.futures.Future[Any] | None = None
 
@@ -154,17 +166,18 @@ class StorageConnection(Connection):
         if frame.cmd == _QUIT:
             self.close()
             return None
+        self._recorded = None
         try:
             if frame.cmd in SYNC_COMMANDS:
                 self._check_peer(frame.cmd)
-            result = self.service.handle_frame(frame.cmd, frame.status, frame.body)
+            result = self._here(self.service.handle_frame, frame.cmd, frame.status, frame.body)
         except Exception as exc:
             if frame.cmd == _SYNC_CREATE and self.replicas:
                 return self.replicas.start(_raiser(exc))  # answered after the creates before it
             self.fail(exc)
             return None
         if result.__class__ is bytes:
-            return self._replied(result)
+            return self._reply_when_durable(result)
         if frame.cmd == _SYNC_CREATE:
             return self.replicas.start(result)  # type: ignore[arg-type]
         if isinstance(result, Region):
@@ -187,6 +200,24 @@ class StorageConnection(Connection):
         if pending is not None:
             await pending
 
+    def _reply_when_durable(self, reply: bytes) -> Awaitable[Any] | None:
+        """Send ``reply`` once the request's binlog records are on disk (sync_mode always); what to wait
+        for before the next request, if anything."""
+        recorded, binlog_sync = self._recorded, self.binlog_sync
+        if recorded is None or binlog_sync is None or binlog_sync.covers(recorded):
+            return self._replied(reply)
+        return self._send_when_durable(reply, recorded)
+
+    async def _send_when_durable(self, reply: bytes, recorded: BinlogPosition) -> None:
+        assert self.binlog_sync is not None
+        try:
+            await self.binlog_sync.durable(recorded)
+        except ClusterError as exc:
+            self.fail(exc)
+            return
+        self.send(reply)
+        self.served += 1
+
     def _replied(self, reply: bytes) -> Awaitable[Any] | None:
         """Send a whole reply; what to wait for before the next request, if anything."""
         self.send(reply)
@@ -208,8 +239,9 @@ class StorageConnection(Connection):
         except Exception as exc:
             self.fail(exc)
             return
-        self.send(data)
-        self.served += 1
+        pending = self._reply_when_durable(data)
+        if pending is not None:
+            await pending
 
     async def _send_region(self, region: Region) -> None:
         try:
@@ -226,6 +258,7 @@ class StorageConnection(Connection):
 
     # ---- streamed requests ------------------------------------------------------------------------
     def _head(self, request: Any) -> Awaitable[Any] | None:
+        self._recorded = None
         try:
             if request.COMMAND in SYNC_COMMANDS:
                 self._check_peer(request.COMMAND)
@@ -253,7 +286,7 @@ class StorageConnection(Connection):
         if session.write_threaded:
             return self._step(session, session.write, data)
         try:
-            session.write(data)
+            self._here(session.write, data)
         except Exception as exc:
             session.error = exc
             session.abort()
@@ -277,16 +310,14 @@ class StorageConnection(Connection):
             return self._finish(session)
         self.session = None
         try:
-            data = session.finish()
+            data = self._here(session.finish)
         except Exception as exc:
             session.abort()
             self.fail(exc)
             return None
         if session.creates and self.storage.config.ack_replicas:
             return self._send_when_copied(data)
-        self.send(data)
-        self.served += 1
-        return None
+        return self._reply_when_durable(data)
 
     async def _finish(self, session: Session) -> None:
         try:
@@ -302,8 +333,9 @@ class StorageConnection(Connection):
         if session.creates and self.storage.config.ack_replicas:
             await self._send_when_copied(data)
             return
-        self.send(data)
-        self.served += 1
+        pending = self._reply_when_durable(data)
+        if pending is not None:
+            await pending
 
     # ---- copies on other storages before the reply (ack_replicas) -----------------------------------
     def _check_copies_possible(self) -> None:
@@ -314,24 +346,48 @@ class StorageConnection(Connection):
             raise Busy(f"an upload needs {wanted} other storage(s) of the group to copy it; {reachable} reachable")
 
     async def _send_when_copied(self, reply: bytes) -> None:
-        """Send an upload's reply once ``ack_replicas`` peers hold the file, or ETIMEDOUT."""
+        """Send an upload's reply once its record is on disk (sync_mode always) and ``ack_replicas``
+        peers hold the file; else EIO or ETIMEDOUT."""
         replication = self.storage.replication
-        assert replication is not None
+        recorded = self._recorded
+        assert replication is not None and recorded is not None, "an upload records its file"
         config = self.storage.config
-        if await replication.copied(replication.binlog.end, config.ack_replicas, config.network_timeout):
+        if self.binlog_sync is not None:
+            try:
+                await self.binlog_sync.durable(recorded)
+            except ClusterError as exc:
+                self.fail(exc)
+                return
+        if await replication.copied(recorded, config.ack_replicas, config.network_timeout):
             self.send(reply)
             self.served += 1
         else:
             self.fail(RequestTimeout(f"the upload was not copied to {config.ack_replicas} storage(s) in time"))
 
-    # ---- threads ----------------------------------------------------------------------------------
+    # ---- running the store's work -------------------------------------------------------------------
+    def _here(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the event loop, noting where the binlog records it writes end."""
+        binlog = self._noted_binlog
+        if binlog is None:
+            return fn(*args)
+        result, recorded = binlog.written_by(fn, *args)
+        if recorded is not None:
+            self._recorded = recorded  # a request's later steps write later records
+        return result
+
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        work = self.storage.executor.submit(fn, *args)
+        """``fn(*args)`` in the server's thread pool, noting where the binlog records it writes end."""
+        binlog = self._noted_binlog
+        run = _unrecorded if binlog is None else binlog.written_by
+        work = self.storage.executor.submit(run, fn, *args)
         self._work = work
         try:
-            return await asyncio.wrap_future(work)
+            result, recorded = await asyncio.wrap_future(work)
         finally:
             self._work = None
+        if recorded is not None:
+            self._recorded = recorded
+        return result
 
     def connection_lost(self, exc: Exception | None) -> None:
         work = self._work
@@ -364,6 +420,10 @@ class _Refused(Session):
 
     def abort(self) -> None:
         pass
+
+
+def _unrecorded(fn: Callable[..., T], *args: Any) -> tuple[T, BinlogPosition | None]:
+    return fn(*args), None
 
 
 def _raiser(exc: BaseException) -> Callable[[], bytes]:

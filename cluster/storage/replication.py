@@ -2,8 +2,10 @@
 
 :class:`Replication` owns
 
-* the :class:`~cluster.storage.binlog.Binlog` the service records every change in (synced every
-  second when the store syncs at all, so records are as durable as ``sync_mode`` promises files);
+* the :class:`~cluster.storage.binlog.Binlog` the service records every change in, and its
+  :class:`~cluster.storage.binlog_sync.BinlogSync`: with ``sync_mode = always`` each reply waits for
+  its records to be synced; the binlog is also synced every second when the store syncs at all, so
+  records are as durable as ``sync_mode`` promises files;
 * one :class:`~cluster.storage.replicator.PeerSync` task per other member of the group, started and
   stopped as the trackers' member lists change (checked every :data:`RECONCILE_EVERY` seconds);
 * the replica side (:class:`~cluster.storage.sync_apply.SyncApplier`) and the progress it makes,
@@ -26,6 +28,7 @@ from cluster.protocol import ProtocolError, Request, StorageBrief, SyncProgress
 from cluster.protocol.fields import MAX_SERVER_ID
 
 from .binlog import Binlog, BinlogPosition
+from .binlog_sync import BinlogSync, BinlogSyncFailed
 from .replicator import PeerSync, ReplicationContext, Wakeup, wanted_peers
 from .sync_apply import ReplicaProgress, SyncApplier
 
@@ -62,6 +65,7 @@ class Replication:
     ) -> None:
         self.directory = sync_dir(base_path)
         self.binlog = Binlog(self.directory)
+        self.binlog_sync = BinlogSync(self.binlog, executor)
         self.service = service
         self.executor = executor
         self.reporters = reporters
@@ -191,13 +195,10 @@ class Replication:
             wakeup.notify()
 
     async def _sync_binlog_forever(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(BINLOG_SYNC_EVERY)
-            try:
-                await loop.run_in_executor(self.executor, self.binlog.sync)
-            except OSError as exc:
-                log.error("binlog sync failed: %s", exc)
+            with contextlib.suppress(BinlogSyncFailed):  # logged where it failed; tried again next time
+                await self.binlog_sync.durable(self.binlog.end)
 
     async def _reconcile_forever(self) -> None:
         while True:

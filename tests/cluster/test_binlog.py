@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import errno
 import os
 import threading
 from pathlib import Path
@@ -17,6 +20,7 @@ from cluster.storage.binlog import (
     binlog_path,
     parse_record,
 )
+from cluster.storage.binlog_sync import BinlogSync, BinlogSyncFailed
 from cluster.storage.sync_apply import source_key
 
 NAME = "M00/00/00/fwAAAWsBkruIJDOEAAAD6FGgLgEAAAAAQAAAAAAAAQA420.txt"
@@ -169,3 +173,106 @@ def test_reopening_drops_a_record_cut_by_a_crash(tmp_path: Path) -> None:
     again.close()
     records = BinlogReader(str(tmp_path), BinlogPosition()).read()
     assert [(r.timestamp, r.op) for r in records] == [(1, "C"), (3, "D")]
+
+
+def test_synced_is_where_the_last_sync_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    binlog = Binlog(str(tmp_path), rotate_size=200)
+    assert binlog.synced == binlog.end == BinlogPosition()
+    binlog.record("C", NAME, timestamp=1)
+    written = binlog.end
+    assert binlog.synced < written
+    binlog.sync()
+    assert binlog.synced == written
+    binlog.record("D", NAME, timestamp=2)
+    real_fdatasync = os.fdatasync
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "injected")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(OSError):
+        binlog.sync()
+    assert binlog.synced == written  # not covered: the next sync tries again
+    monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+    binlog.sync()
+    assert binlog.synced == binlog.end
+    for number in range(3):  # past rotate_size: the full file is synced as the next one starts
+        binlog.record("C", f"{NAME}{number}", timestamp=3)
+    assert binlog.end.index == 1 and binlog.synced == BinlogPosition(1, 0)
+    binlog.close()
+    assert binlog.synced == binlog.end
+    binlog.sync()  # nothing left to sync: no use of the closed descriptor
+    # Reopened: what the last run wrote is not known to be on disk.
+    again = Binlog(str(tmp_path), rotate_size=200)
+    assert again.synced == BinlogPosition(1, 0) < again.end
+    again.close()
+
+
+def test_written_by_tells_where_the_calling_threads_records_end(tmp_path: Path) -> None:
+    binlog = Binlog(str(tmp_path))
+    other_wrote = threading.Event()
+
+    def other() -> None:
+        binlog.record("D", "M00/00/00/other", timestamp=2)
+        other_wrote.set()
+
+    def work() -> str:
+        binlog.record("C", NAME, timestamp=1)
+        threading.Thread(target=other).start()
+        assert other_wrote.wait(10)
+        return "done"
+
+    result, end = binlog.written_by(work)
+    mine, others = BinlogReader(str(tmp_path), BinlogPosition()).read()
+    assert (result, end) == ("done", mine.end)  # the other thread's record, written later, is not work's
+    assert others.filename == "M00/00/00/other" and others.end == binlog.end
+    assert binlog.written_by(lambda: None) == (None, None)
+    binlog.close()
+
+
+def test_binlog_sync_shares_syncs_and_fails_only_their_waiters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    binlog = Binlog(str(tmp_path))
+    calls: list[BinlogPosition] = []
+    release = threading.Event()
+    failures = [OSError(errno.EIO, "injected")]
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        calls.append(binlog.end)
+        assert release.wait(10)
+        if failures:
+            raise failures.pop()
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+
+    async def main() -> None:
+        with concurrent.futures.ThreadPoolExecutor(2) as executor:
+            syncs = BinlogSync(binlog, executor)
+            binlog.record("C", NAME, timestamp=1)
+            first = asyncio.ensure_future(syncs.durable(binlog.end))
+            while not calls:
+                await asyncio.sleep(0.01)
+            # Written while that sync runs: these wait for the next one, all together.
+            waiters = []
+            for number in range(5):
+                binlog.record("C", f"{NAME}{number}", timestamp=2)
+                waiters.append(asyncio.ensure_future(syncs.durable(binlog.end)))
+            await asyncio.sleep(0)
+            waiters[0].cancel()  # a client gone: the others still get their sync
+            release.set()
+            with pytest.raises(BinlogSyncFailed):
+                await first  # the injected failure
+            for waiter in waiters[1:]:
+                with pytest.raises(BinlogSyncFailed):  # they waited on the failed sync too
+                    await waiter
+            assert waiters[0].cancelled() and not syncs.covers(binlog.end)
+            # The next sync succeeds, one for all the waiters that arrive together.
+            binlog.record("C", NAME, timestamp=3)
+            await asyncio.gather(*(syncs.durable(binlog.end) for _ in range(5)))
+            assert syncs.covers(binlog.end)
+            await syncs.durable(binlog.end)  # nothing new to sync
+        assert len(calls) == 2
+
+    asyncio.run(main())
+    binlog.close()
