@@ -182,8 +182,9 @@ class StorageConfig:
     #: Threads doing the store's blocking work (fsyncs, large reads and writes).
     io_threads: int = 24
     #: An upload is acknowledged only once this many other storages of the group have stored it too
-    #: (0: at once, as FastDFS).  It is refused (EBUSY) while fewer are reachable, and answered
-    #: ETIMEDOUT if the copies take longer than ``network_timeout`` (the file is kept and still copied).
+    #: (0: at once, as FastDFS).  It is refused (EBUSY) while fewer are reachable, answered EBUSY at
+    #: once if the copies can no longer be made (peers refused the file, or too few are connected),
+    #: and ETIMEDOUT if they take longer than ``network_timeout`` (the file is kept and still copied).
     ack_replicas: int = 0
 
     def __post_init__(self) -> None:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cluster.errors import AccessDenied, Busy, ClusterError, RequestTimeout, status_for_exception
+from cluster.errors import AccessDenied, Busy, ClusterError, status_for_exception
 from cluster.protocol import SYNC_COMMANDS, BodyChunk, Command, Frame, ProtocolError, RequestDecoder, RequestHead
 from cluster.protocol.frames import HEADER, HEADER_SIZE
 from cluster.runtime import Connection
@@ -347,22 +347,20 @@ class StorageConnection(Connection):
 
     async def _send_when_copied(self, reply: bytes) -> None:
         """Send an upload's reply once its record is on disk (sync_mode always) and ``ack_replicas``
-        peers hold the file; else EIO or ETIMEDOUT."""
+        peers hold the file; else EIO, EBUSY (too few peers can take it) or ETIMEDOUT."""
         replication = self.storage.replication
         recorded = self._recorded
         assert replication is not None and recorded is not None, "an upload records its file"
         config = self.storage.config
-        if self.binlog_sync is not None:
-            try:
+        try:
+            if self.binlog_sync is not None:
                 await self.binlog_sync.durable(recorded)
-            except ClusterError as exc:
-                self.fail(exc)
-                return
-        if await replication.copied(recorded, config.ack_replicas, config.network_timeout):
-            self.send(reply)
-            self.served += 1
-        else:
-            self.fail(RequestTimeout(f"the upload was not copied to {config.ack_replicas} storage(s) in time"))
+            await replication.copied(recorded, config.ack_replicas, config.network_timeout)
+        except ClusterError as exc:
+            self.fail(exc)
+            return
+        self.send(reply)
+        self.served += 1
 
     # ---- running the store's work -------------------------------------------------------------------
     def _here(self, fn: Callable[..., T], *args: Any) -> T:

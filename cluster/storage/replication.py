@@ -21,9 +21,10 @@ import asyncio
 import contextlib
 import logging
 import os
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cluster.errors import ClusterError
+from cluster.errors import Busy, ClusterError, RequestTimeout
 from cluster.protocol import ProtocolError, Request, StorageBrief, SyncProgress
 from cluster.protocol.fields import MAX_SERVER_ID
 
@@ -81,8 +82,8 @@ class Replication:
         self._background: list[asyncio.Task[None]] = []
         #: Senders of members no longer listed, cancelled but not yet ended.
         self._stopping: set[asyncio.Task[None]] = set()
-        #: Uploads waiting for copies: (binlog position, copies wanted, future).
-        self._copy_waiters: list[tuple[BinlogPosition, int, asyncio.Future[bool]]] = []
+        #: Uploads waiting for copies.
+        self._copy_waiters: list[_CopyWaiter] = []
         self.binlog.on_append = self._appended
 
     # ---- the group --------------------------------------------------------------------------------
@@ -134,36 +135,35 @@ class Replication:
         return sum(1 for sender in self.senders.values() if sender.connected)
 
     def copies(self, position: BinlogPosition) -> int:
-        """Peers that have answered every record up to ``position``."""
-        return sum(1 for sender in self.senders.values() if sender.mark.position >= position)
+        """Peers that hold the record ending at ``position``: they have answered every record up to
+        it, and did not refuse that one (a refused record is passed over, yet is not theirs)."""
+        return sum(1 for sender in self.senders.values() if _holds(sender, position))
 
-    async def copied(self, position: BinlogPosition, count: int, timeout: float) -> bool:
-        """Wait until ``count`` peers have every record up to ``position``; False after ``timeout``, or
-        as soon as too few peers are connected to make the copies."""
-        if self.copies(position) >= count:
-            return True
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        entry = (position, count, waiter)
-        self._copy_waiters.append(entry)
+    async def copied(self, position: BinlogPosition, count: int, timeout: float) -> None:
+        """Wait until ``count`` peers hold the record ending at ``position`` (and every one before it).
+
+        :class:`~cluster.errors.Busy` as soon as too few peers could still take it (the others refused
+        it or are not connected), :class:`~cluster.errors.RequestTimeout` after ``timeout``.
+        """
+        waiter = _CopyWaiter(position, count, asyncio.get_running_loop().create_future())
+        waiter.settle(self.senders)
+        if not waiter.future.done():
+            self._copy_waiters.append(waiter)
         try:
             async with asyncio.timeout(timeout):
-                return await waiter
+                await waiter.future
         except TimeoutError:
-            return False
+            raise RequestTimeout(f"the upload was not copied to {count} storage(s) in time") from None
         finally:
-            if entry in self._copy_waiters:
-                self._copy_waiters.remove(entry)
+            if waiter in self._copy_waiters:
+                self._copy_waiters.remove(waiter)
 
     def _progressed(self) -> None:
-        """A peer answered more records, or its connection went: settle the uploads waiting for copies."""
-        for position, count, waiter in self._copy_waiters:
-            if waiter.done():
-                continue
-            senders = self.senders.values()
-            if sum(1 for s in senders if s.mark.position >= position) >= count:
-                waiter.set_result(True)
-            elif sum(1 for s in senders if s.mark.position >= position or s.connected) < count:
-                waiter.set_result(False)
+        """A peer answered more records, refused one, or its connection went: settle the uploads waiting
+        for copies."""
+        for waiter in self._copy_waiters:
+            if not waiter.future.done():
+                waiter.settle(self.senders)
 
     # ---- running ----------------------------------------------------------------------------------
     def start(self, ip: str, port: int, sync_binlog: bool) -> None:
@@ -282,3 +282,42 @@ def _member_id(members: list[StorageBrief], source_key: str) -> str | None:
         if brief.ip == source_key:
             return brief.storage_id
     return None
+
+
+def _holds(sender: PeerSync, position: BinlogPosition) -> bool:
+    return sender.mark.position >= position and position not in sender.refused
+
+
+@dataclass(slots=True, eq=False)
+class _CopyWaiter:
+    """An upload waiting for copies of its record (the one ending at ``position``) on ``count`` peers."""
+
+    position: BinlogPosition
+    count: int
+    future: asyncio.Future[None]
+    #: Peers that refused the record: noted here, as a sender remembers only its latest refusals.
+    refused_by: set[str] = field(default_factory=set)
+
+    def settle(self, senders: dict[str, PeerSync]) -> None:
+        """Done if enough peers hold the record; failed if too few could still take it."""
+        position = self.position
+        holding = possible = 0
+        for key, sender in senders.items():
+            if key in self.refused_by or position in sender.refused:
+                self.refused_by.add(key)
+            elif _holds(sender, position):
+                holding += 1
+                possible += 1
+            elif sender.connected:
+                possible += 1
+        if holding >= self.count:
+            self.future.set_result(None)
+        elif possible < self.count:
+            # EBUSY, as an upload refused at its start for too few reachable peers: the group cannot
+            # make the copies now; the client's request was sound (not EINVAL, which would also close
+            # its connection), and nothing timed out (not ETIMEDOUT).  The file stays here, unacknowledged,
+            # and still goes to the peers that can take it.
+            refused = f", {len(self.refused_by)} refused it" if self.refused_by else ""
+            self.future.set_exception(
+                Busy(f"the upload cannot be copied to {self.count} storage(s): {possible} could take it{refused}")
+            )

@@ -68,6 +68,9 @@ ASK_EVERY = 2.0
 #: Replies that mean "applied" to an idempotent replay (EBUSY, a slot still held by a file whose
 #: delete has not arrived yet, is retried with back-off instead).
 _DONE = frozenset({0, errno.EEXIST, errno.ENOENT})
+#: Refusals a sender remembers, the newest (a peer that refuses everything must not fill the memory).
+#: More than can still be ahead of its mark: records are read from the mark BATCH at a time.
+REFUSALS_KEPT = 1024
 #: Peers in these statuses are not sent to (not yet placed by a tracker, or gone).
 _SKIPPED_STATUSES = frozenset({StorageStatus.INIT, StorageStatus.DELETED, StorageStatus.IP_CHANGED, StorageStatus.NONE})
 
@@ -203,8 +206,9 @@ class PeerSync:
         self._reported_at = float("-inf")
         #: The tracker's last answer named this storage as the peer's source for the copy in the mark.
         self._source_answer = False
-        #: Records the peer refused for good (EINVAL), by position: not sent again.
-        self._poisoned: set[BinlogPosition] = set()
+        #: Records the peer refused for good (EINVAL), by the position after each, oldest first: not sent
+        #: again, and not counted as copies the peer holds (see :meth:`Replication.copies`).
+        self.refused: dict[BinlogPosition, None] = {}
         self._reader_io: asyncio.StreamReader | None = None
         #: Reply bytes read but not yet taken apart.
         self._replies = bytearray()
@@ -300,8 +304,6 @@ class PeerSync:
                     outgoing = await loop.run_in_executor(self.context.executor, self._prepare, part)
                 await self._send(outgoing)
             self.mark.position = end
-            if self._poisoned:
-                self._poisoned = {position for position in self._poisoned if position > end}
             if self.on_progress is not None:
                 self.on_progress()
             await asyncio.sleep(0)  # a long run of records not sent must not hold up the loop
@@ -309,7 +311,7 @@ class PeerSync:
                 self._save_mark()
 
     def _wanted(self, record: BinlogRecord) -> bool:
-        if self._poisoned and record.end in self._poisoned:
+        if self.refused and record.end in self.refused:
             return False
         if record.from_source:
             return True
@@ -340,7 +342,9 @@ class PeerSync:
             mark.until = reply.until_timestamp
             mark.initial_done = False
             # Lower-case records already passed over were not sent: start again from the beginning.
+            # A peer that starts an initial copy is new to the group: what an earlier one refused, it may take.
             mark.position = BinlogPosition()
+            self.refused.clear()
             self.reader.position = mark.position
             self._save_mark()
             self._source_answer = True
@@ -488,7 +492,10 @@ class PeerSync:
             # A change the peer can never apply (it closes the connection after EINVAL): passed over
             # from now on, or the records after it would never get through.
             log.warning("peer %s refused %s %s (EINVAL); passed over", self.key, record.op, record.filename)
-            self._poisoned.add(record.end)
+            refused = self.refused
+            refused[record.end] = None
+            if len(refused) > REFUSALS_KEPT:
+                del refused[next(iter(refused))]
             raise ConnectionLost(f"peer {self.key} closed the connection after EINVAL")
         elif status not in _DONE:
             name = errno.errorcode.get(status, status)
