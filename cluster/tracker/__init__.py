@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import ReservedSpace, TrackerConfig, load_tracker_config
+    from .members import Group, Storage
     from .process import main
-    from .registry import Group, Registry, Storage
+    from .registry import Registry
     from .server import TrackerServer
 
 # Loaded when first used, so that ``python -m cluster.tracker`` can handle stop signals before
@@ -26,9 +27,9 @@ _EXPORTS = {
     "TrackerConfig": "config",
     "load_tracker_config": "config",
     "main": "process",
-    "Group": "registry",
+    "Group": "members",
     "Registry": "registry",
-    "Storage": "registry",
+    "Storage": "members",
     "TrackerServer": "server",
 }
 

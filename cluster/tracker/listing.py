@@ -7,7 +7,7 @@ from dataclasses import replace
 from cluster.protocol import GroupStat, RwMode, StatLayout, StorageStat, StorageStatus
 
 from .config import ReservedSpace
-from .registry import Group, Storage
+from .members import Group, Storage
 from .selection import storage_writable, store_candidates
 
 #: Width of the version field in each layout.

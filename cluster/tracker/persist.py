@@ -16,7 +16,8 @@ from typing import Any
 
 from cluster.protocol import StorageStats, StorageStatus
 
-from .registry import Group, Registry, Storage
+from .members import Group, Storage
+from .registry import Registry
 
 FORMAT = "trunkstore-tracker-state"
 VERSION = 1

@@ -23,7 +23,8 @@ from trunkstore.errors import TrunkstoreError
 from trunkstore.fileid import parse_file_id, source_to_ip
 
 from .config import DownloadServer, ReservedSpace, StoreLookup, StorePath, StoreServer, TrackerConfig
-from .registry import Group, Registry, Storage
+from .members import Group, Storage
+from .registry import Registry
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,8 @@ from trunkstore.errors import TrunkstoreError
 from . import listing, persist, selection
 from .config import StorePath as StorePathRule
 from .config import TrackerConfig
-from .registry import Clock, Registry, Storage, SystemClock
+from .members import Clock, Storage, SystemClock
+from .registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,10 @@ import sys
 import threading
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from group_helpers import GROUP, THIRD_MEMBER, all_active, member_conf, read, statuses
@@ -68,15 +70,22 @@ def gone(storage: ServerProcess, name: str) -> bool:
     return read(storage, name) is None
 
 
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[Pair]:
+@contextmanager
+def started_pair(tmp_path: Path, first: dict[str, Any] | None = None, **both: Any) -> Iterator[Pair]:
+    """A tracker and two members of a group, both ACTIVE: ``both`` sets both, ``first`` the first only."""
     with (
         start_tracker(tmp_path) as tracker,
-        start_storage(tmp_path, [tracker], **member_conf(1)) as a,
-        start_storage(tmp_path, [tracker], **member_conf(2)) as b,
+        start_storage(tmp_path, [tracker], **both, **(first or {}), **member_conf(1)) as a,
+        start_storage(tmp_path, [tracker], **both, **member_conf(2)) as b,
     ):
         wait_for(lambda: all_active(tracker, 2), message="both storages ACTIVE")
         yield Pair(tracker, a, b)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    with started_pair(tmp_path) as started:
+        yield started
 
 
 def test_every_kind_of_change_reaches_the_peer(pair: Pair) -> None:
@@ -340,12 +349,8 @@ def test_a_slot_still_held_is_busy_until_its_delete_arrives(pair: Pair, tmp_path
 def test_durable_replicas_stored_side_by_side_keep_their_order(tmp_path: Path) -> None:
     # sync_mode always: the replica runs a peer's creates concurrently (one fsync for many) but
     # answers them in order, and a delete waits for the creates before it.
-    with (
-        start_tracker(tmp_path) as tracker,
-        start_storage(tmp_path, [tracker], sync_mode="always", **member_conf(1)) as a,
-        start_storage(tmp_path, [tracker], sync_mode="always", **member_conf(2)) as b,
-    ):
-        wait_for(lambda: all_active(tracker, 2), message="both storages ACTIVE")
+    with started_pair(tmp_path, sync_mode="always") as started:
+        a, b = started.a, started.b
         kept, deleted = {}, []
         with WireClient(a.address) as wire:
             for number in range(150):
@@ -365,12 +370,8 @@ def test_durable_replicas_stored_side_by_side_keep_their_order(tmp_path: Path) -
 
 
 def test_ack_replicas_acknowledges_only_files_a_peer_holds(tmp_path: Path) -> None:
-    with (
-        start_tracker(tmp_path) as tracker,
-        start_storage(tmp_path, [tracker], ack_replicas=1, network_timeout=3, **member_conf(1)) as a,
-        start_storage(tmp_path, [tracker], **member_conf(2)) as b,
-    ):
-        wait_for(lambda: all_active(tracker, 2), message="both storages ACTIVE")
+    with started_pair(tmp_path, first={"ack_replicas": 1, "network_timeout": 3}) as started:
+        a, b = started.a, started.b
 
         def uploaded() -> str | None:
             with WireClient(a.address) as wire:
@@ -460,13 +461,8 @@ def test_deletes_and_uploads_racing_for_slots_replicate_exactly(tmp_path: Path) 
     # Freed slots are taken again at once by concurrent uploads: the peers must see each delete
     # before the upload that reuses its slot.  With sync_mode interval the deletes run in threads
     # (a metadata commit) while uploads run on the event loop, so the two really race.
-    with (
-        start_tracker(tmp_path) as tracker,
-        start_storage(tmp_path, [tracker], sync_mode="interval", **member_conf(1)) as a,
-        start_storage(tmp_path, [tracker], sync_mode="interval", **member_conf(2)) as b,
-    ):
-        wait_for(lambda: all_active(tracker, 2), message="both storages ACTIVE")
-        _churn_and_compare(Pair(tracker, a, b))
+    with started_pair(tmp_path, sync_mode="interval") as started:
+        _churn_and_compare(started)
 
 
 def _churn_and_compare(pair: Pair) -> None:

@@ -17,7 +17,8 @@ from cluster.protocol import (
     TrackerChangesReply,
 )
 from cluster.tracker.config import TrackerConfig
-from cluster.tracker.registry import Registry, Storage
+from cluster.tracker.members import Storage
+from cluster.tracker.registry import Registry
 from trunkstore.fileid import encode_name, make_size_field, make_tail, source_from_ip
 
 
