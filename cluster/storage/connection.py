@@ -46,6 +46,7 @@ from .sync_apply import WHOLE_REPLICA_COMMANDS, WHOLE_REPLICA_LIMIT
 from .transfer import send_region
 
 if TYPE_CHECKING:
+    from .binlog_sync import BinlogSync
     from .server import StorageServer
 
 log = logging.getLogger(__name__)
@@ -376,8 +377,12 @@ class StorageConnection(Connection):
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in the server's thread pool, noting where the binlog records it writes end."""
         binlog = self._noted_binlog
-        run = _unrecorded if binlog is None else binlog.written_by
-        work = self.storage.executor.submit(run, fn, *args)
+        if binlog is None:
+            work = self.storage.executor.submit(_unrecorded, fn, *args)
+        elif self.binlog_sync is None:
+            work = self.storage.executor.submit(binlog.written_by, fn, *args)
+        else:
+            work = self.storage.executor.submit(_recorded_durably, self.binlog_sync, fn, *args)
         self._work = work
         try:
             result, recorded = await asyncio.wrap_future(work)
@@ -422,6 +427,15 @@ class _Refused(Session):
 
 def _unrecorded(fn: Callable[..., T], *args: Any) -> tuple[T, BinlogPosition | None]:
     return fn(*args), None
+
+
+def _recorded_durably(binlog_sync: BinlogSync, fn: Callable[..., T], *args: Any) -> tuple[T, BinlogPosition | None]:
+    """:meth:`Binlog.written_by`, then the records it wrote synced in the same thread, so that the reply
+    finds them on disk (any failure is reported by :meth:`BinlogSync.durable` when the reply waits)."""
+    result, recorded = binlog_sync.binlog.written_by(fn, *args)
+    if recorded is not None:
+        binlog_sync.sync_here(recorded)
+    return result, recorded
 
 
 def _raiser(exc: BaseException) -> Callable[[], bytes]:

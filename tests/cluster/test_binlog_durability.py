@@ -196,6 +196,40 @@ def test_a_failed_binlog_sync_is_an_error_reply_and_the_server_goes_on(
         assert binlog_syncs.calls == 3
 
 
+def test_the_thread_that_stores_a_file_syncs_its_binlog_record(tmp_path: Path, binlog_syncs: BinlogFdatasync) -> None:
+    # The reply then finds its record on disk and needs no second trip through the thread pool: the
+    # event loop never starts a sync of its own.
+    with InProcessStorage(tmp_path, sync_mode="always") as storage, WireClient(storage.address) as wire:
+        for number in range(5):
+            durably(storage, lambda: upload(wire, b"file %d" % number))  # noqa: B023 - called at once
+        assert binlog_syncs.calls == 5
+        assert storage.server.replication is not None
+        assert storage.server.replication.binlog_sync._running is None
+
+
+def test_records_written_before_a_failed_sync_ended_are_never_acknowledged(
+    tmp_path: Path, binlog_syncs: BinlogFdatasync
+) -> None:
+    # The second upload's record is written while the first upload's sync is failing: its pages may
+    # be lost with the others, and a sync of its own would not say so (the kernel reports a write
+    # error once).  So it is refused too, without another sync.
+    with InProcessStorage(tmp_path, sync_mode="always") as storage, ExitStack() as stack:
+        first, second = (stack.enter_context(WireClient(storage.address)) for _ in range(2))
+        binlog_syncs.failures = 1
+        with binlog_syncs.held():
+            first.send(upload_frame(b"first"))
+            assert binlog_syncs.entered.wait(10), "no binlog sync for the first upload"
+            second.send(upload_frame(b"second"))
+            wait_for(lambda: records_in(storage) == 2, message="the second upload's binlog record")
+        assert first.reply()[0] == errno.EIO
+        assert second.reply()[0] == errno.EIO
+        assert binlog_syncs.calls == 1
+        # A record written after the failure is synced afresh and acknowledged.
+        with WireClient(storage.address) as wire:
+            durably(storage, lambda: upload(wire, b"third"))
+        assert binlog_syncs.calls == 2
+
+
 @pytest.mark.parametrize("sync_mode", ["interval", "none"])
 def test_other_sync_modes_answer_without_waiting_for_the_binlog(
     tmp_path: Path, binlog_syncs: BinlogFdatasync, sync_mode: str
