@@ -48,6 +48,7 @@ from cluster.protocol import (
     AppendFileRequest,
     Command,
     DeleteFileRequest,
+    DeleteStorageRequest,
     DownloadFileRequest,
     FetchTargetReply,
     FileIdReply,
@@ -233,6 +234,7 @@ class FakeCluster:
                 self.files[file_id] = bytearray(data)
                 self.created[file_id] = 1
                 return FileIdReply(*file_id.split("/", 1)).encode()
+            assert isinstance(head, (AppendFileRequest, ModifyFileRequest)), head
             file_id = "group1/" + head.filename
             content = self.files[file_id]
             if isinstance(head, AppendFileRequest):
@@ -516,6 +518,54 @@ def test_listings(loops: LoopThread, connect: Callable[..., Any], layout: StatLa
         fake.stop()
 
 
+def deleting_tracker(loops: LoopThread, status: int) -> FakeServer:
+    """A tracker answering SERVER_DELETE_STORAGE with ``status`` (anything else: EINVAL)."""
+
+    def reply(cmd: int, body: bytes, _status: int) -> bytes:
+        if cmd != Command.SERVER_DELETE_STORAGE:
+            return encode_error(errno.EINVAL)
+        return encode_reply() if status == 0 else encode_error(status)
+
+    return FakeServer(loops, reply)
+
+
+def test_delete_storage_is_sent_to_every_tracker(loops: LoopThread, connect: Callable[..., Any]) -> None:
+    # Each tracker keeps its own membership: one deletes, one had deleted it already, one never knew it.
+    trackers = [deleting_tracker(loops, status) for status in (0, errno.EALREADY, errno.ENOENT)]
+    try:
+        client = connect([tracker.address for tracker in trackers])
+        client.delete_storage("group1", "192.168.0.2")
+        for tracker in trackers:
+            assert [(cmd, parse_request(cmd, body, 0)) for cmd, body in tracker.requests] == [
+                (Command.SERVER_DELETE_STORAGE, DeleteStorageRequest("group1", "192.168.0.2"))
+            ]
+        # Unknown to every tracker: the tracker's ENOENT.
+        with pytest.raises(NotFound):
+            connect([trackers[2].address]).delete_storage("group1", "192.168.0.2")
+        # Deleted already everywhere: nothing to do.
+        connect([trackers[1].address]).delete_storage("group1", "192.168.0.2")
+    finally:
+        for tracker in trackers:
+            tracker.stop()
+
+
+def test_delete_storage_names_the_trackers_it_could_not_reach(loops: LoopThread, connect: Callable[..., Any]) -> None:
+    deleting, busy = deleting_tracker(loops, 0), deleting_tracker(loops, errno.EBUSY)
+    down = f"127.0.0.1:{closed_port()}"
+    try:
+        client = connect([deleting.address, down], connect_timeout=2.0)
+        with pytest.raises(Unavailable, match=rf"deleted on 1 tracker\(s\); not reached: {down}"):
+            client.delete_storage("group1", "100002")
+        assert len(deleting.requests) == 1
+        # A tracker's refusal (the storage still serving) is the error, not an unreachable tracker.
+        with pytest.raises(Busy):
+            connect([busy.address, deleting.address]).delete_storage("group1", "100002")
+        assert len(deleting.requests) == 1
+    finally:
+        deleting.stop()
+        busy.stop()
+
+
 def test_tracker_queries(client: Any, fake: FakeCluster) -> None:
     file_id = client.upload(b"x")
     fetch, update = client.query_fetch(file_id), client.query_update(file_id)
@@ -721,6 +771,11 @@ def test_protocol_violation_discards_the_connection(client: Any, fake: FakeClust
     assert fake.storage.accepted == 2
 
 
+def breaking(serve: Handler, command: int, reply: bytes) -> Handler:
+    """``serve``, except that ``command`` is answered with ``reply``."""
+    return lambda cmd, body, status: reply if cmd == command else serve(cmd, body, status)
+
+
 @pytest.mark.parametrize(
     ("command", "reply", "message"),
     [
@@ -740,8 +795,7 @@ def test_replies_that_break_the_protocol(
 ) -> None:
     file_id = client.upload(b"x")
     for server in (fake.tracker, fake.storage):
-        serve = server.handler
-        server.handler = lambda cmd, body, status, serve=serve: reply if cmd == command else serve(cmd, body, status)
+        server.handler = breaking(server.handler, command, reply)
     with pytest.raises(ProtocolViolation, match=message) as caught:
         if command in (Command.UPLOAD_FILE, Command.QUERY_STORE_WITHOUT_GROUP_ONE):
             client.upload(b"x")

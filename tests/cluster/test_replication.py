@@ -390,11 +390,13 @@ def test_ack_replicas_acknowledges_only_files_a_peer_holds(tmp_path: Path) -> No
         # With its only peer gone, the storage refuses uploads rather than keep a single copy (one
         # that arrives as the peer goes is answered EBUSY too, or ETIMEDOUT if the peer is slow to go:
         # kept, but not acknowledged).
-        statuses = []
-        wait_for(
-            lambda: statuses.append(upload_status_of(a)) or statuses[-1] == errno.EBUSY,
-            message="uploads refused without a peer",
-        )
+        statuses: list[int] = []
+
+        def refused() -> bool:
+            statuses.append(upload_status_of(a))
+            return statuses[-1] == errno.EBUSY
+
+        wait_for(refused, message="uploads refused without a peer")
         assert set(statuses) <= {errno.EBUSY, errno.ETIMEDOUT}
 
 
