@@ -285,7 +285,7 @@ def _member_id(members: list[StorageBrief], source_key: str) -> str | None:
 
 
 def _holds(sender: PeerSync, position: BinlogPosition) -> bool:
-    return sender.mark.position >= position and position not in sender.refused
+    return sender.mark.position >= position and not sender.may_lack(position)
 
 
 @dataclass(slots=True, eq=False)
@@ -303,7 +303,7 @@ class _CopyWaiter:
         position = self.position
         holding = possible = 0
         for key, sender in senders.items():
-            if key in self.refused_by or position in sender.refused:
+            if key in self.refused_by or sender.may_lack(position):
                 self.refused_by.add(key)
             elif _holds(sender, position):
                 holding += 1

@@ -69,7 +69,8 @@ ASK_EVERY = 2.0
 #: delete has not arrived yet, is retried with back-off instead).
 _DONE = frozenset({0, errno.EEXIST, errno.ENOENT})
 #: Refusals a sender remembers, the newest (a peer that refuses everything must not fill the memory).
-#: More than can still be ahead of its mark: records are read from the mark BATCH at a time.
+#: More than can still be ahead of its mark: records are read from the mark BATCH at a time.  Of an
+#: older record, the sender no longer knows whether the peer took it (see :meth:`PeerSync.may_lack`).
 REFUSALS_KEPT = 1024
 #: Peers in these statuses are not sent to (not yet placed by a tracker, or gone).
 _SKIPPED_STATUSES = frozenset({StorageStatus.INIT, StorageStatus.DELETED, StorageStatus.IP_CHANGED, StorageStatus.NONE})
@@ -209,6 +210,8 @@ class PeerSync:
         #: Records the peer refused for good (EINVAL), by the position after each, oldest first: not sent
         #: again, and not counted as copies the peer holds (see :meth:`Replication.copies`).
         self.refused: dict[BinlogPosition, None] = {}
+        #: The position after the newest refusal no longer in :attr:`refused`.
+        self._forgotten = BinlogPosition()
         self._reader_io: asyncio.StreamReader | None = None
         #: Reply bytes read but not yet taken apart.
         self._replies = bytearray()
@@ -310,6 +313,11 @@ class PeerSync:
             if time.monotonic() - self._saved_at >= MARK_EVERY:
                 self._save_mark()
 
+    def may_lack(self, position: BinlogPosition) -> bool:
+        """Whether the peer refused the record ending at ``position``, or may have: as far back as
+        refusals have been forgotten, a record passed over cannot be told from one copied."""
+        return position in self.refused or position <= self._forgotten
+
     def _wanted(self, record: BinlogRecord) -> bool:
         if self.refused and record.end in self.refused:
             return False
@@ -345,6 +353,7 @@ class PeerSync:
             # A peer that starts an initial copy is new to the group: what an earlier one refused, it may take.
             mark.position = BinlogPosition()
             self.refused.clear()
+            self._forgotten = BinlogPosition()
             self.reader.position = mark.position
             self._save_mark()
             self._source_answer = True
@@ -495,7 +504,9 @@ class PeerSync:
             refused = self.refused
             refused[record.end] = None
             if len(refused) > REFUSALS_KEPT:
-                del refused[next(iter(refused))]
+                oldest = next(iter(refused))
+                del refused[oldest]
+                self._forgotten = max(self._forgotten, oldest)
             raise ConnectionLost(f"peer {self.key} closed the connection after EINVAL")
         elif status not in _DONE:
             name = errno.errorcode.get(status, status)

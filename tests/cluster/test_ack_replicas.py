@@ -20,6 +20,7 @@ from procs import WireClient, start_storage, start_tracker, wait_for
 from storage_wire import delete, upload, upload_status
 
 from cluster.errors import Busy
+from cluster.storage import replicator
 from cluster.storage.binlog import BinlogPosition, BinlogReader, BinlogRecord
 from cluster.storage.replication import sync_dir
 
@@ -81,3 +82,50 @@ def test_a_peer_that_refused_a_file_is_not_counted_as_holding_it(tmp_path: Path)
             assert delete(wire, refused.filename)[0] == 0
             name = upload(wire, b"after the refused one")
         assert read(peer, name) == b"after the refused one"  # no wait: the reply came after the copy
+
+
+def test_a_refusal_the_sender_no_longer_remembers_is_never_counted_as_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sender keeps only its newest refusals.  Once it has forgotten one, it cannot tell the records
+    # up to it that the peer took from those it refused: none of them counts as the peer's copy.
+    monkeypatch.setattr(replicator, "REFUSALS_KEPT", 1)
+    with (
+        start_tracker(tmp_path) as tracker,
+        InProcessStorage(
+            tmp_path, [tracker], ack_replicas=1, network_timeout=20, trunk_file_size="16MB", **member_conf(1)
+        ) as source,
+        start_storage(tmp_path, [tracker], **member_conf(2)),
+    ):
+        wait_for(lambda: all_active(tracker, 2), message="both storages ACTIVE")
+        replication = source.server.replication
+        assert replication is not None
+
+        async def copies(*records: BinlogRecord) -> list[int]:
+            return [replication.copies(record.end) for record in records]
+
+        async def refused_at_once(record: BinlogRecord) -> None:
+            with pytest.raises(Busy):
+                await replication.copied(record.end, 1, timeout=10)
+
+        wait_for(lambda: replication.reachable() == 1, message="the peer reachable")
+        with WireClient(source.address) as wire:
+            assert upload(wire, b"copied") == last_record(source).filename
+        held = last_record(source)
+        sender = replication.senders[PEER_ID]
+        refused: list[BinlogRecord] = []
+        for _ in range(2):  # 0-5 MB and 5-10 MB of a 16 MB container: past the peer's 4 MB
+            # The peer closes its connection after each refusal: with none reachable, an upload would
+            # be refused at its start.
+            wait_for(lambda: replication.reachable() == 1, message="the peer reachable")
+            with WireClient(source.address) as wire:
+                assert upload_status(wire, os.urandom(5 * MIB), "bin")[0] == errno.EBUSY
+            refused.append(last_record(source))
+            wait_for(lambda: sender.mark.position >= refused[-1].end, message="the sender past the refusal")
+            if len(refused) == 1:
+                assert source.run(copies(held, refused[0])) == [1, 0]
+        assert held.end < refused[0].end < refused[1].end
+        assert list(sender.refused) == [refused[1].end]  # the first refusal forgotten
+        assert source.run(copies(held, *refused)) == [0, 0, 0]
+        for record in refused:
+            source.run(refused_at_once(record))
