@@ -29,18 +29,24 @@ def recover(pool: TrunkPool) -> int:
     if snapshot is not None:
         pool.spaces.next_id = max(pool.spaces.next_id, pool.spaces.own_id_from(snapshot.next_trunk_id))
         for state in snapshot.containers:
+            _check_store_path(pool, state.store_path, "snapshot")
             _adopt(pool, state.trunk_id, state.store_path, state.sub_high, state.sub_low, state.capacity)
             space = pool.spaces.of(state.trunk_id, state.store_path)
-            space.add_container(state.trunk_id, state.capacity, free=False)
-            for offset, size in state.free:
-                space.free(state.trunk_id, offset, size)
+            try:
+                space.add_container(state.trunk_id, state.capacity, free=False)
+                for offset, size in state.free:
+                    space.free(state.trunk_id, offset, size)
+            except FreeSpaceError as exc:
+                raise CorruptData(f"allocation snapshot contradicts itself: {exc}") from exc
     count = 0
     freed: list[tuple[int, int, int]] = []
+    removed: list[str] = []
     for record in records:
         count += 1
-        _apply(pool, record)
+        _apply(pool, record, removed)
         if record.kind == journal.FREE:
             freed.append((record.trunk_id, record.offset, record.size))
+    _unlink_removed(pool, removed)
     _clear_freed_after_replay(pool, freed)
     if count:
         # Fold what was replayed into a snapshot so that the next open starts from here.
@@ -75,12 +81,22 @@ def _clear_freed_after_replay(pool: TrunkPool, freed: list[tuple[int, int, int]]
                 index += 1
 
 
-def _apply(pool: TrunkPool, record: journal.Record) -> None:
+def _unlink_removed(pool: TrunkPool, removed: list[str]) -> None:
+    """Delete the files of the containers that replayed ``R`` records removed, once every record is
+    applied: a replica's container can be removed and then created again under the same trunk id and
+    path (its owner wrote into it again), and the file on disk is then the new container's."""
+    in_use = {container.path for container in pool.containers.values()}
+    for path in removed:
+        if path not in in_use:
+            unlink_quietly(path)
+
+
+def _apply(pool: TrunkPool, record: journal.Record, removed: list[str]) -> None:
+    """Replay one record; the paths of the containers it removes are added to ``removed``."""
     kind, trunk_id = record.kind, record.trunk_id
     try:
         if kind == journal.NEW_CONTAINER:
-            if record.store_path >= len(pool.spaces.own):
-                raise CorruptData(f"journal names store path {record.store_path}, which is not configured")
+            _check_store_path(pool, record.store_path, "journal")
             _adopt(pool, trunk_id, record.store_path, record.sub_high, record.sub_low, record.size)
             pool.spaces.of(trunk_id, record.store_path).add_container(trunk_id, record.size)
             pool.spaces.saw(trunk_id)
@@ -93,9 +109,14 @@ def _apply(pool: TrunkPool, record: journal.Record) -> None:
             if container is not None:
                 pool.spaces.of_container(container).remove_container(trunk_id)
                 container.close()
-                unlink_quietly(container.path)
+                removed.append(container.path)
     except FreeSpaceError as exc:
         raise CorruptData(f"allocation journal contradicts itself: {exc}") from exc
+
+
+def _check_store_path(pool: TrunkPool, store_path: int, source: str) -> None:
+    if store_path >= len(pool.spaces.own):
+        raise CorruptData(f"{source} names store path {store_path}, which is not configured")
 
 
 def _adopt(pool: TrunkPool, trunk_id: int, store_path: int, sub_high: int, sub_low: int, capacity: int) -> None:

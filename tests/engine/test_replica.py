@@ -464,10 +464,12 @@ def test_deletes_remove_an_emptied_foreign_container(open_pair, check_store, syn
         reopened.close()
 
 
+@pytest.mark.parametrize("reopen", ["close", "kill"])
 @pytest.mark.parametrize("sync_mode", ["none", "always"])
-def test_container_written_again_right_after_its_removal(open_store, tmp_path, check_store, fs, sync_mode):
+def test_container_written_again_right_after_its_removal(open_store, tmp_path, check_store, fs, sync_mode, reopen):
     """With sync always a removed container's file goes once its removal is durable: a replica arriving
-    before then must not be written into the file about to go."""
+    before then must not be written into the file about to go.  After a kill the journal replays the
+    removal and then the container's return: the file on disk is the container come back, and stays."""
     settings = {**B_SETTINGS, "sync_mode": sync_mode}
     b = open_store(tmp_path / "b", **settings)
     first, second = (trunk_replica_id(b"file %d" % i, 3, i * 4096) for i in (1, 2))
@@ -477,9 +479,14 @@ def test_container_written_again_right_after_its_removal(open_store, tmp_path, c
     assert b.get(second) == b"file 2"
     check_store(b)
     assert len(fs.container_files(b.root)) == 1
+    root = Path(b.root)
+    if reopen == "kill":  # what kill -9 leaves: the journal since the last snapshot is replayed
+        root = tmp_path / "b-image"
+        shutil.copytree(b.root, root)
     b.close()
-    reopened = Store(b.root, **settings)
+    reopened = Store(root, **settings)
     try:
+        assert reopened._pool.replayed_records == (6 if reopen == "kill" else 0)
         assert reopened.get(second) == b"file 2"
         check_store(reopened)
     finally:

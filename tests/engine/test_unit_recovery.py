@@ -212,6 +212,34 @@ def test_a_replayed_removal_closes_and_deletes_the_container(
     assert pool.spaces.next_id == 5  # a removed id is never handed out again
 
 
+def test_a_replica_container_removed_and_created_again_keeps_its_file(
+    layout: Layout, open_pool: Callable[..., TrunkPool]
+) -> None:
+    # A replica's container (even id) emptied and removed, then created again at the same path when
+    # its owner wrote into it again: the file on disk is the new container's, holding an acknowledged slot.
+    header = slot_header(512, 5)
+    container = container_file(layout, 2)
+    container.write_slot(0, header, b"hello")
+    container.close()
+    write_journal(layout, new(2), alloc(2, 0, 512), free(2, 0, 512), remove(2), new(2), alloc(2, 0, 512))
+    pool = open_pool()
+    assert pool.replayed_records == 6
+    assert pool.read(2, 0, len(header) + 5) == header + b"hello"
+    assert free_extents(pool, 2) == [(512, CAPACITY - 512)]
+
+
+def test_a_replica_container_moved_by_its_return_loses_only_its_old_file(
+    layout: Layout, open_pool: Callable[..., TrunkPool]
+) -> None:
+    container_file(layout, 2).close()
+    container_file(layout, 2, 0, 7).close()
+    write_journal(layout, new(2), remove(2), new(2, 0, 0, 7))
+    pool = open_pool()
+    assert pool.containers[2].path == layout.container_path(0, 0, 7, 2)
+    assert not os.path.exists(layout.container_path(0, 0, 0, 2))
+    assert os.path.exists(layout.container_path(0, 0, 7, 2))
+
+
 def test_a_torn_last_record_is_left_out_of_the_replay(layout: Layout, open_pool: Callable[..., TrunkPool]) -> None:
     write_journal(layout, new(1), alloc(1, 0, 256), alloc(1, 256, 256)[:13])
     pool = open_pool()
@@ -297,6 +325,23 @@ def test_records_that_contradict_each_other_are_corrupt(
     with pytest.raises(CorruptData, match="allocation journal contradicts itself") as info:
         open_pool()
     assert info.value.errno == errno.EIO, why
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        (ContainerState(1, CAPACITY, 1, 0, 0, ()), "snapshot names store path 1, which is not configured"),
+        (ContainerState(1, CAPACITY, 0, 0, 0, ((0, 512), (256, 512))), "allocation snapshot contradicts itself"),
+    ],
+    ids=["store-path", "overlapping-free-extents"],
+)
+def test_a_snapshot_that_cannot_be_true_is_corrupt(
+    layout: Layout, open_pool: Callable[..., TrunkPool], state: ContainerState, message: str
+) -> None:
+    write_journal(layout, snapshot=Snapshot(1, 3, (state,)))
+    with pytest.raises(CorruptData, match=message) as info:
+        open_pool()
+    assert info.value.errno == errno.EIO
 
 
 # ---- snapshots of a running pool -----------------------------------------------------------------------
