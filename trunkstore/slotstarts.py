@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from trunkstore.checksum import crc32
+from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
+
 if TYPE_CHECKING:
     from trunkstore.fastpath import SlotMap
     from trunkstore.freespace import Extent
@@ -58,8 +61,9 @@ def walk_starts(container: TrunkContainer, runs: Iterable[Extent], reserved: Map
     """The starts of the slots tiling the allocated ``runs`` of ``container``.
 
     Reservations not written yet (``reserved``: ``(trunk_id, offset) -> size``) are stepped over.  A run
-    whose tiling breaks is damaged: the slots after the damage are not known, and
-    :meth:`trunkstore.Store.check` reports it.
+    whose tiling breaks is damaged (:meth:`trunkstore.Store.check` reports it): the walk resumes at the
+    next slot whose data matches its crc32 (:func:`next_valid_slot`), so that the intact files after
+    the damage stay readable.
     """
     trunk_id = container.trunk_id
     starts: set[int] = set()
@@ -68,8 +72,29 @@ def walk_starts(container: TrunkContainer, runs: Iterable[Extent], reserved: Map
         while position < end:
             found, position = container.slots(position, end)
             starts.update(slot[0] for slot in found)
-            size = reserved.get((trunk_id, position))
-            if size is None:
+            if position >= end:
                 break
-            position += size
+            size = reserved.get((trunk_id, position))
+            position = position + size if size is not None else next_valid_slot(container, position, end)
     return starts
+
+
+def next_valid_slot(container: TrunkContainer, start: int, end: int) -> int:
+    """The first offset after ``start`` and before ``end`` holding a slot header whose data matches its
+    crc32, or ``end``: where the slots resume after damaged bytes.
+
+    Bytes that merely look like a header are passed over unless the checksum of the bytes they claim
+    agrees, which the data of a damaged slot matches only by chance (one in 2**32 per candidate), or
+    if that data was made to hold a slot: damage to a file's own header then exposes the slot inside
+    it.  :meth:`trunkstore.Store.check` reports the damaged bytes either way.
+    """
+    data = container.read(start, end - start)
+    type_bytes = (TYPE_FILE, TYPE_SHARED)
+    for index in range(1, len(data) - HEADER_SIZE + 1):
+        if data[index : index + 1] not in type_bytes:
+            continue
+        _kind, alloc, size, crc, _mtime, _ext = HEADER.unpack_from(data, index)
+        body = data[index + HEADER_SIZE : index + HEADER_SIZE + size]
+        if alloc >= size + HEADER_SIZE and index + alloc <= len(data) and crc32(body) == crc:
+            return start + index
+    return end

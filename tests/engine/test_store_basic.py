@@ -534,6 +534,26 @@ def test_check_finds_and_repairs_a_damaged_slot(open_store, check_store):
     assert store.get(before) == bytes([1]) * 3000 and store.get(after) == bytes([3]) * 3000
 
 
+def test_files_after_a_damaged_slot_stay_readable_when_the_store_is_opened_again(open_store, check_store):
+    settings = {"trunk_file_size": 4 * MIB, "slot_max_size": 64 * 1024, "sync_mode": "none"}
+    store = open_store(**settings)
+    ids = [store.put(bytes([i]) * 3000) for i in range(1, 5)]
+    path, data_offset, _size = store.locate(ids[1])
+    root = store.root
+    store.close()
+    _poke(path, data_offset - 24, bytes(24))  # the header wiped while the store was closed
+    reopened = open_store(root=root, **settings)
+    # The slots after the damage are found again from the next intact header on.
+    assert [reopened.get(ids[i]) for i in (0, 2, 3)] == [bytes([i + 1]) * 3000 for i in (0, 2, 3)]
+    with pytest.raises(FileNotFound):
+        reopened.get(ids[1])
+    report = reopened.check()
+    assert report.problems == [f"trunk 1: bytes {3024}..{6048} are allocated but hold no valid slot"]
+    assert reopened.check(fix=True).fixed == ["trunk 1: freed 3024 leaked bytes at 3024"]
+    check_store(reopened)
+    assert [reopened.get(ids[i]) for i in (0, 2, 3)] == [bytes([i + 1]) * 3000 for i in (0, 2, 3)]
+
+
 def test_scrub_and_reads_catch_flipped_bits(open_store):
     store = open_store(trunk_file_size=4 * MIB, slot_max_size=64 * 1024, sync_mode="none")
     healthy = [store.put(bytes([i]) * 5000) for i in range(5)] + [store.put(b"p" * 100_000)]

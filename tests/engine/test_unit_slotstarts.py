@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from trunkstore.fastpath import SlotMap
 from trunkstore.freespace import Extent
 from trunkstore.slot import TYPE_FILE, TYPE_SHARED, pack_header
-from trunkstore.slotstarts import SlotStarts, walk_starts
+from trunkstore.slotstarts import SlotStarts, next_valid_slot, walk_starts
 from trunkstore.trunk import TrunkContainer
 
 CAPACITY = 1 << 20
@@ -123,12 +124,27 @@ def test_reservations_of_another_container_are_not_stepped_over(container: Trunk
     assert walk_starts(container, [run(0, 1024)], {(TRUNK + 1, 256): 512}) == {0}
 
 
-def test_damage_ends_the_walk_of_its_run_only(container: TrunkContainer) -> None:
+def test_after_damage_the_walk_resumes_only_at_a_slot_whose_data_matches_its_crc(container: TrunkContainer) -> None:
     put_slot(container, 0, 256, 10)
     container.write(256, b"garbage that is no slot header")
-    put_slot(container, 512, 256, 10)  # after the damage: not reachable by tiling
+    put_slot(container, 512, 256, 10)  # a header, but its crc32 (0) does not match its data
     put_slot(container, 4096, 256, 10)  # in the next run: still found
     assert walk_starts(container, [run(0, 768), run(4096, 256)], {}) == {0, 4096}
+
+
+def put_checked_slot(container: TrunkContainer, offset: int, alloc: int, data: bytes) -> None:
+    container.write_slot(offset, pack_header(TYPE_FILE, alloc, len(data), zlib.crc32(data), 0, bytes(7)), data)
+
+
+def test_after_damage_the_walk_resumes_at_the_next_intact_slot(container: TrunkContainer) -> None:
+    put_checked_slot(container, 0, 256, b"first")
+    put_checked_slot(container, 256, 512, b"damaged" * 20)
+    put_checked_slot(container, 768, 256, b"after")
+    put_checked_slot(container, 1024, 256, b"last")
+    container.write(256, bytes(24))  # the second slot's header wiped
+    assert walk_starts(container, [run(0, 1280)], {}) == {0, 768, 1024}
+    assert next_valid_slot(container, 256, 1280) == 768
+    assert next_valid_slot(container, 1025, 1280) == 1280  # none left
 
 
 def test_a_slot_claiming_more_than_its_run_ends_the_walk(container: TrunkContainer) -> None:
