@@ -79,6 +79,32 @@ def _check_range(offset: int, length: int | None) -> None:
         raise InvalidArgument("offset and length must not be negative")
 
 
+def crc_failure(file_id: str) -> CorruptData:
+    return CorruptData(f"{file_id}: stored bytes fail their crc32 check")
+
+
+def size_failure(file_id: str, on_disk: int, declared: int) -> CorruptData:
+    return CorruptData(f"{file_id}: {on_disk} bytes on disk, its ID says {declared}")
+
+
+def _open_plain(store: Store, parsed: FileId, file_id: str) -> tuple[int, int]:
+    """``(fd, size)`` of a plain file; :class:`CorruptData` if it is a normal file of another size than its ID's.
+
+    A normal file never changes once published, so any other size is damage (a file cut short, say);
+    appender and slave files record no size of their own.  The size comes with the open for free, so it
+    is checked on every read, whatever ``verify_crc_on_read`` says.
+    """
+    fd = plainfiles.open_existing(store.layout.file_path(parsed))
+    try:
+        size = os.fstat(fd).st_size
+        if parsed.kind is FileKind.NORMAL and size != parsed.declared_size:
+            raise size_failure(file_id, size, parsed.declared_size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, size
+
+
 def read(store: Store, file_id: str, offset: int, length: int | None) -> bytes:
     """``length`` bytes (``None``: to the end) of the file from ``offset``, by the full checks."""
     store._live()
@@ -91,30 +117,29 @@ def read(store: Store, file_id: str, offset: int, length: int | None) -> bytes:
         end = size if length is None else min(size, start + length)
         data = store._pool.read(parsed.trunk.trunk_id, parsed.trunk.offset + HEADER_SIZE, size)
         if verify and crc32(data) != parsed.crc32:
-            raise CorruptData(f"{file_id}: stored bytes fail their crc32 check")
+            raise crc_failure(file_id)
         return data[start:end]
-    fd = plainfiles.open_existing(store.layout.file_path(parsed))
+    fd, size = _open_plain(store, parsed, file_id)
     try:
-        size = os.fstat(fd).st_size
         start = min(offset, size)
         end = size if length is None else min(size, start + length)
         data = os.pread(fd, end - start, start)
     finally:
         os.close(fd)
-    if (
-        verify
-        and start == 0
-        and end == size
-        and parsed.kind == FileKind.NORMAL
-        and size == parsed.declared_size
-        and crc32(data) != parsed.crc32
-    ):
-        raise CorruptData(f"{file_id}: stored bytes fail their crc32 check")
+    if verify and start == 0 and end == size and parsed.kind == FileKind.NORMAL and crc32(data) != parsed.crc32:
+        raise crc_failure(file_id)
     return data
 
 
 def read_into(store: Store, file_id: str, out: BinaryIO, offset: int, length: int | None) -> int:
-    """Stream the file's bytes (a range of them) into ``out``; returns how many were written."""
+    """Stream the file's bytes (a range of them) into ``out``; returns how many were written.
+
+    A whole normal file's crc32 is computed over the bytes as they are streamed (with
+    ``verify_crc_on_read``) and checked at the end: when it fails, :class:`CorruptData` is raised after
+    every byte has been written to ``out``, so the caller must discard what it received.  A range
+    cannot be checked against the whole file's crc32; a size other than the ID's is refused before
+    anything is written.
+    """
     store._live()
     _check_range(offset, length)
     parsed = store._parse(file_id)
@@ -124,21 +149,26 @@ def read_into(store: Store, file_id: str, out: BinaryIO, offset: int, length: in
         return len(data)
     counters = store.counters
     counters.download_total += 1
-    fd = plainfiles.open_existing(store.layout.file_path(parsed))
+    fd, size = _open_plain(store, parsed, file_id)
     written = 0
+    crc = 0
     try:
-        size = os.fstat(fd).st_size
         position = min(offset, size)
         end = size if length is None else min(size, position + length)
+        verify = store.config.verify_crc_on_read and position == 0 and end == size and parsed.kind is FileKind.NORMAL
         while position < end:
             chunk = os.pread(fd, min(plainfiles.CHUNK, end - position), position)
             if not chunk:
                 break
+            if verify:
+                crc = crc32(chunk, crc)
             out.write(chunk)
             position += len(chunk)
             written += len(chunk)
     finally:
         os.close(fd)
+    if verify and (written != size or crc != parsed.crc32):
+        raise crc_failure(file_id)
     counters.download_ok += 1
     counters.download_bytes += written
     return written

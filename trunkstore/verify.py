@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from stat import S_ISREG
 from typing import TYPE_CHECKING
 
-from trunkstore import journal
+from trunkstore import journal, plainfiles, reading
 from trunkstore.checksum import crc32
+from trunkstore.errors import FileNotFound, InvalidArgument
+from trunkstore.fileid import FileId, FileKind
 from trunkstore.freespace import FreeSpace, FreeSpaceError
 from trunkstore.reports import CheckReport, ScrubReport
 from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
@@ -89,6 +93,13 @@ def check_store(store: Store, pool: TrunkPool, *, fix: bool) -> CheckReport:
 
 
 def scrub_store(store: Store, pool: TrunkPool) -> ScrubReport:
+    """Read every trunk slot and every plain file that has a crc32 to check, whatever ``verify_crc_on_read`` says.
+
+    Plain files with a crc32 are the normal ones, dedup's hard links among them; an appender's ID holds
+    the crc32 of its first upload only and a slave's its master's, so they are passed over.  The names of
+    one inode (dedup's links) share one reading: ``bytes_checked`` counts the bytes read, ``files_checked``
+    the slots and file IDs checked, and a damaged inode is reported under each of its IDs.
+    """
     files = 0
     total = 0
     corrupt: list[str] = []
@@ -99,25 +110,60 @@ def scrub_store(store: Store, pool: TrunkPool) -> ScrubReport:
             total += size
             if crc32(container.read(offset + HEADER_SIZE, size)) != crc:
                 corrupt.append(f"trunk {container.trunk_id} slot at {offset} ({size} bytes)")
-    for directory in store.layout.store_dirs:
+    # (size, crc32) of the inodes with several names that were read already, or why one cannot be read.
+    linked: dict[tuple[int, int], tuple[int, int] | str] = {}
+    for file_id, parsed, path, st in _normal_plain_files(store):
+        content = linked.get((st.st_dev, st.st_ino))
+        if content is None:
+            try:
+                content = plainfiles.crc32_of(path)
+            except FileNotFound:
+                continue  # deleted since it was found
+            except OSError as exc:
+                content = f"cannot be read: {exc.strerror or exc}"
+            else:
+                total += content[0]
+            if st.st_nlink > 1:
+                linked[st.st_dev, st.st_ino] = content
+        files += 1
+        problem = _plain_problem(parsed, file_id, content)
+        if problem:
+            corrupt.append(problem)
+    return ScrubReport(files_checked=files, bytes_checked=total, corrupt=corrupt)
+
+
+def _normal_plain_files(store: Store) -> Iterator[tuple[str, FileId, str, os.stat_result]]:
+    """``(file ID, parsed ID, path, lstat)`` of every regular file in the data directories named as a normal file."""
+    for index, directory in enumerate(store.layout.store_dirs):
         data_dir = os.path.join(directory, "data")
         for dirpath, _dirnames, filenames in os.walk(data_dir):
             for name in filenames:
                 if name.isdigit():
-                    continue  # a trunk container, scrubbed slot by slot above
-                rel = os.path.relpath(os.path.join(dirpath, name), directory)
-                index = store.layout.store_dirs.index(directory)
-                file_id = f"{store.group}/M{index:02X}/{rel[5:]}"
+                    continue  # a trunk container, scrubbed slot by slot
+                rel = os.path.relpath(os.path.join(dirpath, name), data_dir)
+                file_id = f"{store.group}/M{index:02X}/{rel}"
                 try:
-                    stat = store.stat(file_id)
-                except (OSError, ValueError):
+                    parsed = store._parse(file_id)
+                except InvalidArgument:
+                    continue  # no file ID: not the store's
+                if parsed.kind is not FileKind.NORMAL:
                     continue
-                if stat.kind.value != "normal":
-                    continue
-                files += 1
-                total += stat.size
+                path = os.path.join(dirpath, name)
                 try:
-                    store.get(file_id)
-                except OSError as exc:
-                    corrupt.append(f"{file_id}: {exc}")
-    return ScrubReport(files_checked=files, bytes_checked=total, corrupt=corrupt)
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue  # deleted since the directory was listed
+                if S_ISREG(st.st_mode):
+                    yield file_id, parsed, path, st
+
+
+def _plain_problem(parsed: FileId, file_id: str, content: tuple[int, int] | str) -> str | None:
+    """What is wrong with a normal file whose bytes have ``(size, crc32)``, or why they could not be read."""
+    if isinstance(content, str):
+        return f"{file_id}: {content}"
+    size, crc = content
+    if size != parsed.declared_size:
+        return str(reading.size_failure(file_id, size, parsed.declared_size))
+    if crc != parsed.crc32:
+        return str(reading.crc_failure(file_id))
+    return None

@@ -14,6 +14,7 @@ import pytest
 from trunkstore import CorruptData, FileKind, FileNotFound, FileStat, Store, parse_file_id
 from trunkstore import reading as rd
 from trunkstore.fileid import FileId
+from trunkstore.plainfiles import CHUNK
 from trunkstore.slot import HEADER, HEADER_SIZE
 
 PLAIN = 300_000  # above the tiny store's slot_max_size: a plain file
@@ -119,6 +120,25 @@ def test_a_plain_file_is_crc_checked_only_when_read_whole(tiny_store: Store) -> 
     assert rd.read(tiny_store, file_id, 5, 10) == b"ppppp" + b"X" + b"pppp"
 
 
+@pytest.mark.parametrize("verify", [True, False])
+@pytest.mark.parametrize("on_disk", [PLAIN - 1000, PLAIN + 3])
+def test_a_normal_plain_file_of_another_size_than_its_id_is_corrupt(
+    open_store: Callable[..., Store], verify: bool, on_disk: int
+) -> None:
+    # The size is checked on every read, whatever verify_crc_on_read says: fstat has given it already.
+    store = open_store(verify_crc_on_read=verify, slot_max_size=64 * 1024, sync_mode="none")
+    file_id = store.put(b"p" * PLAIN)
+    os.truncate(store.locate(file_id)[0], on_disk)
+    message = f"{file_id}: {on_disk} bytes on disk, its ID says {PLAIN}"
+    for offset, length in ((0, None), (10, 5)):
+        with pytest.raises(CorruptData, match=message):
+            rd.read(store, file_id, offset, length)
+        out = io.BytesIO()
+        with pytest.raises(CorruptData, match=message):
+            rd.read_into(store, file_id, out, offset, length)
+        assert out.getvalue() == b""  # found before a byte is written
+
+
 def test_appender_files_have_no_crc_to_check(tiny_store: Store) -> None:
     file_id = tiny_store.put_appender(b"log line")
     path, _offset, _size = tiny_store.locate(file_id)
@@ -162,6 +182,34 @@ def test_read_into_of_a_trunk_file_is_a_checked_get(tiny_store: Store) -> None:
     with pytest.raises(FileNotFound):
         rd.read_into(tiny_store, file_id, out, 0, None)
     assert out.getvalue() == b"3456"
+
+
+def test_read_into_checks_a_whole_plain_files_crc_after_writing_it(tiny_store: Store) -> None:
+    data = os.urandom(3 * CHUNK + 5)  # several chunks: the crc is carried from one to the next
+    file_id = tiny_store.put(data)
+    path = tiny_store.locate(file_id)[0]
+    out = io.BytesIO()
+    assert rd.read_into(tiny_store, file_id, out, 0, None) == len(data)
+    assert out.getvalue() == data
+    poke(path, 2 * CHUNK + 1, bytes([data[2 * CHUNK + 1] ^ 1]))
+    out = io.BytesIO()
+    with pytest.raises(CorruptData, match=f"{file_id}: stored bytes fail their crc32 check"):
+        rd.read_into(tiny_store, file_id, out, 0, len(data) + 9)  # clipped to the whole file
+    assert len(out.getvalue()) == len(data)  # written already when the check fails at the end
+    counters = tiny_store.counters.snapshot()
+    assert (counters["download_total"], counters["download_ok"]) == (2, 1)
+    out = io.BytesIO()
+    assert rd.read_into(tiny_store, file_id, out, 1, None) == len(data) - 1  # a range has no crc to check
+    assert out.getvalue()[2 * CHUNK] == data[2 * CHUNK + 1] ^ 1
+
+
+def test_read_into_does_not_check_the_crc_when_reads_are_not_verified(open_store: Callable[..., Store]) -> None:
+    store = open_store(verify_crc_on_read=False, slot_max_size=64 * 1024, sync_mode="none")
+    file_id = store.put(b"p" * PLAIN)
+    poke(store.locate(file_id)[0], 7, b"X")
+    out = io.BytesIO()
+    assert rd.read_into(store, file_id, out, 0, None) == PLAIN
+    assert out.getvalue()[7:8] == b"X"
 
 
 def test_read_into_of_a_missing_plain_file_counts_the_attempt_only(tiny_store: Store) -> None:

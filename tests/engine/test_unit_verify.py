@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from trunkstore import CheckReport, FileNotFound, ScrubReport, Store
+from trunkstore import CheckReport, FileNotFound, ScrubReport, Store, plainfiles
 from trunkstore import journal as jn
 from trunkstore import verify as vf
 from trunkstore.checksum import crc32
@@ -227,8 +228,7 @@ def test_scrub_names_each_corrupt_file(tiny_store: Store) -> None:
     report = vf.scrub_store(tiny_store, tiny_store._pool)
     assert (report.files_checked, report.bytes_checked, len(report.corrupt)) == (4, 3 * 3000 + PLAIN, 2)
     assert report.corrupt[0] == f"trunk 1 slot at {2 * SLOT} (3000 bytes)"
-    assert report.corrupt[1].startswith(f"{plain}: ")
-    assert report.corrupt[1].endswith("stored bytes fail their crc32 check")
+    assert report.corrupt[1] == f"{plain}: stored bytes fail their crc32 check"
 
 
 def test_scrub_names_plain_files_of_the_second_store_path(open_store: Callable[..., Store]) -> None:
@@ -241,3 +241,42 @@ def test_scrub_names_plain_files_of_the_second_store_path(open_store: Callable[.
     assert (report.files_checked, report.bytes_checked) == (2, 2 * PLAIN)
     assert [entry.split(": ", 1)[0] for entry in report.corrupt] == [second]
     assert store.get(first) == b"1" * PLAIN
+
+
+def test_scrub_reads_each_inode_once_and_names_every_id_of_a_damaged_one(open_store: Callable[..., Store]) -> None:
+    store = open_store(dedup=True, **TINY)
+    first, second = store.put(b"d" * PLAIN), store.put(b"d" * PLAIN)  # one inode, two names
+    other = store.put(b"o" * PLAIN)
+    assert vf.scrub_store(store, store._pool) == ScrubReport(3, 2 * PLAIN, [])
+    poke(store.locate(second)[0], 100, b"X")
+    report = vf.scrub_store(store, store._pool)
+    assert sorted(report.corrupt) == sorted(f"{f}: stored bytes fail their crc32 check" for f in (first, second))
+    assert (report.files_checked, report.bytes_checked) == (3, 2 * PLAIN)
+    assert store.get(other) == b"o" * PLAIN
+
+
+@pytest.mark.parametrize("on_disk", [PLAIN - 1, PLAIN + 1, 0])
+def test_scrub_reports_a_normal_file_of_another_size_than_its_id(tiny_store: Store, on_disk: int) -> None:
+    plain = tiny_store.put(b"p" * PLAIN)
+    os.truncate(tiny_store.locate(plain)[0], on_disk)
+    report = vf.scrub_store(tiny_store, tiny_store._pool)
+    assert report == ScrubReport(1, on_disk, [f"{plain}: {on_disk} bytes on disk, its ID says {PLAIN}"])
+
+
+def test_scrub_checks_crcs_even_when_reads_do_not(open_store: Callable[..., Store]) -> None:
+    store = open_store(verify_crc_on_read=False, **TINY)
+    plain = store.put(b"p" * PLAIN)
+    poke(store.locate(plain)[0], 0, b"X")
+    report = vf.scrub_store(store, store._pool)
+    assert report.corrupt == [f"{plain}: stored bytes fail their crc32 check"]
+
+
+def test_scrub_reports_a_plain_file_it_cannot_read(tiny_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = tiny_store.put(b"p" * PLAIN)
+
+    def unreadable(path: str) -> tuple[int, int]:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(plainfiles, "crc32_of", unreadable)  # a failing disk cannot be made real here
+    report = vf.scrub_store(tiny_store, tiny_store._pool)
+    assert report == ScrubReport(1, 0, [f"{plain}: cannot be read: {os.strerror(errno.EIO)}"])
