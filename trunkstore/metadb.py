@@ -6,15 +6,22 @@ file's metadata is a row here, keyed by its remote file name and stored in FastD
 
 The dedup index maps a content signature (xxh3-128 and size) to the IDs sharing that content:
 ``content(digest, file_id, refs)`` names one live holder; ``holders(file_id, digest)`` lists them all.
+The holder rows are the truth: ``refs`` counts them, and a count that disagrees with them is repaired,
+not trusted.
+
+Every change that takes more than one statement runs in one transaction (the connection is in
+autocommit mode, so :meth:`MetaDB._transaction` opens it explicitly): a crash in the middle leaves
+the database as it was before the change.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
-from trunkstore.errors import InvalidArgument
+from trunkstore.errors import FileExists, InvalidArgument
 
 MAX_NAME = 64
 MAX_VALUE = 256
@@ -57,6 +64,7 @@ class MetaDB:
 
     def __init__(self, path: str, *, durable: bool) -> None:
         self._lock = threading.Lock()
+        # Autocommit mode: transactions are opened explicitly by _transaction, never implicitly.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
@@ -65,42 +73,60 @@ class MetaDB:
         (self._meta_rows,) = self._db.execute("SELECT COUNT(*) FROM meta").fetchone()
         (self._holder_rows,) = self._db.execute("SELECT COUNT(*) FROM holders").fetchone()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run the body in one transaction: committed if it returns, rolled back if anything raises.
+
+        The caller holds ``_lock`` and updates the row counts only after the body, so they change
+        only with a commit.  With ``synchronous=FULL`` the commit is durable when this returns.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:  # a failed COMMIT may have ended it already
+                db.execute("ROLLBACK")
+            raise
+
     # ---- metadata ---------------------------------------------------------------------------------
     def set_meta(self, file: str, meta: Mapping[str, str], *, merge: bool) -> None:
-        with self._lock, self._db:
-            existed = self._db.execute("SELECT 1 FROM meta WHERE file = ?", (file,)).fetchone() is not None
-            current = self._get_meta(file) if merge else {}
-            current.update(meta)
-            if current:
-                self._meta_rows += not existed
-                self._db.execute(
-                    "INSERT INTO meta (file, data) VALUES (?, ?) ON CONFLICT(file) DO UPDATE SET data=excluded.data",
-                    (file, encode_meta(current)),
-                )
-            else:
-                self._db.execute("DELETE FROM meta WHERE file = ?", (file,))
-                self._meta_rows -= existed
+        with self._lock:
+            with self._transaction() as db:
+                row = db.execute("SELECT data FROM meta WHERE file = ?", (file,)).fetchone()
+                current = decode_meta(row[0]) if merge and row is not None else {}
+                current.update(meta)
+                if current:
+                    # Encoded (and so validated) before the write: a refused call writes and counts nothing.
+                    data = encode_meta(current)
+                    db.execute(
+                        "INSERT INTO meta (file, data) VALUES (?, ?) "
+                        "ON CONFLICT(file) DO UPDATE SET data=excluded.data",
+                        (file, data),
+                    )
+                    added = int(row is None)
+                else:
+                    db.execute("DELETE FROM meta WHERE file = ?", (file,))
+                    added = -int(row is not None)
+            self._meta_rows += added
 
     def get_meta(self, file: str) -> dict[str, str] | None:
         with self._lock:
             row = self._db.execute("SELECT data FROM meta WHERE file = ?", (file,)).fetchone()
         return None if row is None else decode_meta(row[0])
 
-    def _get_meta(self, file: str) -> dict[str, str]:
-        row = self._db.execute("SELECT data FROM meta WHERE file = ?", (file,)).fetchone()
-        return {} if row is None else decode_meta(row[0])
-
     def delete_meta(self, file: str) -> None:
         if not self._meta_rows:
             return
-        with self._lock, self._db:
+        with self._lock:
             if self._db.execute("DELETE FROM meta WHERE file = ?", (file,)).rowcount:
                 self._meta_rows -= 1
 
     def rename_meta(self, old: str, new: str) -> None:
         if not self._meta_rows:
             return
-        with self._lock, self._db:
+        with self._lock:
             self._db.execute("UPDATE meta SET file = ? WHERE file = ?", (new, old))
 
     def meta_count(self) -> int:
@@ -113,14 +139,21 @@ class MetaDB:
         return None if row is None else str(row[0])
 
     def add_holder(self, digest: bytes, file_id: str) -> None:
-        """Record that ``file_id`` holds the content ``digest`` (the first holder creates the entry)."""
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO content (digest, file_id, refs) VALUES (?, ?, 1) "
-                "ON CONFLICT(digest) DO UPDATE SET refs = refs + 1",
-                (digest, file_id),
-            )
-            self._db.execute("INSERT INTO holders (file_id, digest) VALUES (?, ?)", (file_id, digest))
+        """Record that ``file_id`` holds the content ``digest`` (the first holder creates the entry).
+
+        :class:`FileExists` if ``file_id`` is registered already (nothing changes then).
+        """
+        with self._lock:
+            with self._transaction() as db:
+                try:
+                    db.execute("INSERT INTO holders (file_id, digest) VALUES (?, ?)", (file_id, digest))
+                except sqlite3.IntegrityError:
+                    raise FileExists(f"{file_id} is registered as a holder of content already") from None
+                db.execute(
+                    "INSERT INTO content (digest, file_id, refs) VALUES (?, ?, 1) "
+                    "ON CONFLICT(digest) DO UPDATE SET refs = refs + 1",
+                    (digest, file_id),
+                )
             self._holder_rows += 1
 
     def is_holder(self, file_id: str) -> bool:
@@ -133,20 +166,41 @@ class MetaDB:
         """Forget ``file_id`` as a holder; returns how many holders remain (``None``: it was none)."""
         if not self._holder_rows:
             return None
-        with self._lock, self._db:
-            row = self._db.execute("SELECT digest FROM holders WHERE file_id = ?", (file_id,)).fetchone()
-            if row is None:
-                return None
-            digest = row[0]
-            self._db.execute("DELETE FROM holders WHERE file_id = ?", (file_id,))
+        with self._lock:
+            with self._transaction() as db:
+                row = db.execute("SELECT digest FROM holders WHERE file_id = ?", (file_id,)).fetchone()
+                if row is None:
+                    return None
+                digest = row[0]
+                db.execute("DELETE FROM holders WHERE file_id = ?", (file_id,))
+                remaining = self._count_down(db, digest, file_id)
             self._holder_rows -= 1
-            (refs,) = self._db.execute("SELECT refs FROM content WHERE digest = ?", (digest,)).fetchone()
-            if refs <= 1:
-                self._db.execute("DELETE FROM content WHERE digest = ?", (digest,))
-                return 0
-            other = self._db.execute("SELECT file_id FROM holders WHERE digest = ? LIMIT 1", (digest,)).fetchone()
-            self._db.execute("UPDATE content SET refs = refs - 1, file_id = ? WHERE digest = ?", (other[0], digest))
-            return int(refs) - 1
+        return remaining
+
+    @staticmethod
+    def _count_down(db: sqlite3.Connection, digest: bytes, dropped: str) -> int:
+        """Update ``digest``'s content row for the holder ``dropped`` just deleted; returns the holders left.
+
+        The remaining holder rows decide: a content row whose count says otherwise (or that is missing)
+        was left by a change that was not atomic, and is rewritten from the rows.
+        """
+        other = db.execute("SELECT file_id FROM holders WHERE digest = ? LIMIT 1", (digest,)).fetchone()
+        if other is None:
+            db.execute("DELETE FROM content WHERE digest = ?", (digest,))
+            return 0
+        content = db.execute("SELECT file_id, refs FROM content WHERE digest = ?", (digest,)).fetchone()
+        named, refs = (other[0], 0) if content is None else content
+        if named == dropped:
+            named = other[0]
+        remaining = int(refs) - 1
+        if remaining < 1:
+            (remaining,) = db.execute("SELECT COUNT(*) FROM holders WHERE digest = ?", (digest,)).fetchone()
+        db.execute(
+            "INSERT INTO content (digest, file_id, refs) VALUES (?, ?, ?) "
+            "ON CONFLICT(digest) DO UPDATE SET file_id = excluded.file_id, refs = excluded.refs",
+            (digest, named, remaining),
+        )
+        return int(remaining)
 
     def holder_count(self) -> int:
         return int(self._holder_rows)

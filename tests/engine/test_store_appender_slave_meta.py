@@ -291,6 +291,22 @@ def test_metadata_set_merge_overwrite_delete(small_store, check_store, kind):
     check_store(small_store)
 
 
+@pytest.mark.parametrize("merge", [False, True])
+def test_refused_metadata_changes_nothing(small_store, merge):
+    file_id = small_store.put(b"f")
+    with pytest.raises(InvalidArgument):
+        small_store.set_meta(file_id, {"": "v"}, merge=merge)
+    assert small_store.get_meta(file_id) == {}
+    assert small_store.stats().metadata_entries == 0
+    small_store.set_meta(file_id, {"a": "1"})
+    with pytest.raises(InvalidArgument):
+        small_store.set_meta(file_id, {"a": "2", "n" * 65: "v"}, merge=merge)
+    assert small_store.get_meta(file_id) == {"a": "1"}
+    assert small_store.stats().metadata_entries == 1
+    small_store.delete(file_id)
+    assert small_store.stats().metadata_entries == 0
+
+
 def test_metadata_does_not_pass_to_a_file_in_a_reused_slot(small_store):
     first = small_store.put(b"1" * 500)
     small_store.set_meta(first, {"secret": "yes"})

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trunkstore.errors import InvalidArgument
+from trunkstore.errors import FileExists, InvalidArgument
 from trunkstore.metadb import MetaDB, decode_meta, encode_meta
 
 #: Two dedup signatures (24 bytes, as dedup.content_digest makes them).
@@ -108,6 +108,20 @@ def test_empty_replace_deletes_the_row_and_empty_merge_into_nothing_stores_nothi
     db.set_meta("M00/00/00/g", {}, merge=True)
     assert db.get_meta("M00/00/00/g") is None
     assert db.meta_count() == 0
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_a_refused_set_changes_neither_the_row_nor_the_count(db: MetaDB, merge: bool) -> None:
+    with pytest.raises(InvalidArgument):
+        db.set_meta("M00/00/00/f", {"": "v"}, merge=merge)
+    assert db.get_meta("M00/00/00/f") is None
+    assert db.meta_count() == 0
+    db.set_meta("M00/00/00/g", {"a": "1"}, merge=False)
+    with pytest.raises(InvalidArgument):
+        db.set_meta("M00/00/00/g", {"b": "v" * 257}, merge=merge)
+    assert db.get_meta("M00/00/00/g") == {"a": "1"}
+    assert db.meta_count() == 1
+    assert db._db.execute("SELECT COUNT(*) FROM meta").fetchone() == (1,)
 
 
 def test_delete_counts_only_rows_that_existed(db: MetaDB) -> None:
@@ -230,3 +244,87 @@ def test_holders_of_other_content_are_not_touched(db: MetaDB) -> None:
     assert db.drop_holder("group1/M00/00/00/a1") == 0
     assert db.find_content(DIGEST_B) == "group1/M00/00/00/b1"
     assert db._db.execute("SELECT refs FROM content WHERE digest = ?", (DIGEST_B,)).fetchone() == (2,)
+
+
+def content_row(db: MetaDB, digest: bytes) -> tuple[str, int] | None:
+    row = db._db.execute("SELECT file_id, refs FROM content WHERE digest = ?", (digest,)).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def test_a_holder_added_twice_is_refused_and_counted_once(db: MetaDB) -> None:
+    db.add_holder(DIGEST_A, "group1/M00/00/00/x")
+    with pytest.raises(FileExists):
+        db.add_holder(DIGEST_A, "group1/M00/00/00/x")
+    with pytest.raises(FileExists):
+        db.add_holder(DIGEST_B, "group1/M00/00/00/x")  # one file holds one content
+    assert content_row(db, DIGEST_A) == ("group1/M00/00/00/x", 1)
+    assert content_row(db, DIGEST_B) is None
+    assert db.holder_count() == 1
+    assert db.drop_holder("group1/M00/00/00/x") == 0
+    assert content_row(db, DIGEST_A) is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda db: db.add_holder(DIGEST_A, "group1/M00/00/00/z"),
+        lambda db: db.drop_holder("group1/M00/00/00/x"),
+        lambda db: db.set_meta("M00/00/00/f", {"a": "1"}, merge=True),
+    ],
+    ids=["add_holder", "drop_holder", "set_meta"],
+)
+def test_each_change_of_several_statements_is_one_transaction(db: MetaDB, change: Callable[[MetaDB], object]) -> None:
+    db.add_holder(DIGEST_A, "group1/M00/00/00/x")
+    db.add_holder(DIGEST_A, "group1/M00/00/00/y")
+    statements = traced(db)
+    change(db)
+    assert len(statements) > 3
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+    assert "BEGIN IMMEDIATE" not in statements[1:] and "COMMIT" not in statements[:-1]
+
+
+def test_a_failed_change_is_rolled_back_and_the_connection_stays_usable(db: MetaDB) -> None:
+    db.add_holder(DIGEST_A, "group1/M00/00/00/x")
+    statements = traced(db)
+    with pytest.raises(FileExists):
+        db.add_holder(DIGEST_A, "group1/M00/00/00/x")
+    assert statements[-1] == "ROLLBACK"
+    assert not db._db.in_transaction
+    db.add_holder(DIGEST_A, "group1/M00/00/00/y")
+    assert content_row(db, DIGEST_A) == ("group1/M00/00/00/x", 2)
+
+
+# Rows as a non-atomic change killed half-way leaves them: the holder rows are the truth.
+@pytest.mark.parametrize(
+    ("content", "dropped", "left"),
+    [
+        (("group1/M00/00/00/x", 2), "group1/M00/00/00/x", 0),  # a holder row went, its count did not
+        (("group1/M00/00/00/x", 1), "group1/M00/00/00/x", 0),
+        (("group1/M00/00/00/gone", 5), "group1/M00/00/00/x", 0),
+        (None, "group1/M00/00/00/x", 0),  # holder rows without a content row
+    ],
+)
+def test_dropping_the_last_holder_row_ends_the_content_whatever_its_count_says(
+    db: MetaDB, content: tuple[str, int] | None, dropped: str, left: int
+) -> None:
+    db._db.execute("INSERT INTO holders (file_id, digest) VALUES (?, ?)", ("group1/M00/00/00/x", DIGEST_A))
+    if content is not None:
+        db._db.execute("INSERT INTO content (digest, file_id, refs) VALUES (?, ?, ?)", (DIGEST_A, *content))
+    db._holder_rows = 1
+    assert db.drop_holder(dropped) == left
+    assert content_row(db, DIGEST_A) is None
+    assert db.holder_count() == 0
+
+
+@pytest.mark.parametrize("content", [("group1/M00/00/00/x", 1), ("group1/M00/00/00/x", 0), None])
+def test_a_count_too_low_for_the_holder_rows_is_recounted(db: MetaDB, content: tuple[str, int] | None) -> None:
+    for name in ("x", "y", "z"):
+        db._db.execute("INSERT INTO holders (file_id, digest) VALUES (?, ?)", (f"group1/M00/00/00/{name}", DIGEST_A))
+    if content is not None:
+        db._db.execute("INSERT INTO content (digest, file_id, refs) VALUES (?, ?, ?)", (DIGEST_A, *content))
+    db._holder_rows = 3
+    assert db.drop_holder("group1/M00/00/00/x") == 2
+    assert content_row(db, DIGEST_A) == ("group1/M00/00/00/y", 2)
+    assert db.drop_holder("group1/M00/00/00/y") == 1
+    assert db.drop_holder("group1/M00/00/00/z") == 0
+    assert content_row(db, DIGEST_A) is None
