@@ -2,6 +2,12 @@
 
 Operations on one file are serialised by the store's striped file locks; distinct files proceed in
 parallel.  Growth is admitted against the reserved space first, as every upload is.
+
+A failed append or modify (a full disk part way through, an I/O error, a failed sync) leaves the file
+as it was, so that it can simply be retried: an append is cut back to the old size; a modify is cut
+back too, and the bytes it overwrote are written back from a copy read before writing (which costs a
+read of at most the bytes being written).  Only when undoing fails as well, noted on the error raised,
+may the file keep part of the new bytes.
 """
 
 from __future__ import annotations
@@ -39,8 +45,12 @@ def append(store: Store, file_id: str, data: bytes) -> int:
     counters.append_total += 1
     parsed, path = appender_path(store, file_id)
     store._guard.admit(parsed.store_path, len(data))
-    with store._file_lock(parsed.remote_filename):
-        size = plainfiles.write_at(path, None, data, durable=store._durable)
+    try:
+        with store._file_lock(parsed.remote_filename):
+            size = plainfiles.write_at(path, None, data, durable=store._durable)
+    except BaseException:
+        store._guard.release(parsed.store_path, len(data))
+        raise
     counters.append_ok += 1
     counters.append_bytes += len(data)
     return size
@@ -55,8 +65,13 @@ def modify(store: Store, file_id: str, offset: int, data: bytes) -> int:
         size = os.stat(path).st_size
         if not 0 <= offset <= size:
             raise InvalidArgument(f"modify offset {offset} outside the file's {size} bytes")
-        store._guard.admit(parsed.store_path, max(0, offset + len(data) - size))
-        new_size = plainfiles.write_at(path, offset, data, durable=store._durable)
+        growth = max(0, offset + len(data) - size)
+        store._guard.admit(parsed.store_path, growth)
+        try:
+            new_size = plainfiles.write_at(path, offset, data, durable=store._durable)
+        except BaseException:
+            store._guard.release(parsed.store_path, growth)
+            raise
     counters.modify_ok += 1
     counters.modify_bytes += len(data)
     return new_size

@@ -115,10 +115,21 @@ def open_existing(path: str, flags: int = os.O_RDONLY) -> int:
 
 
 def write_at(path: str, offset: int | None, data: bytes, *, durable: bool) -> int:
-    """Write ``data`` at ``offset`` (``None``: append); returns the file's new size."""
-    fd = open_existing(path, os.O_WRONLY | (os.O_APPEND if offset is None else 0))
+    """Write ``data`` at ``offset`` (``None``: append); returns the file's new size.
+
+    A write that fails part way (a full disk, an I/O error, a failed sync) is undone, so that a retry
+    does not repeat what it wrote: the file is cut back to its old size and the bytes it overwrote are
+    written back from a copy read first.  Only if undoing fails too does the file keep part of the new
+    bytes; the write's error is raised either way, noting the failure to undo it.  Callers serialise
+    writes to one file (the store's file locks), so nothing else changes it meanwhile.
+    """
+    fd = open_existing(path, os.O_RDWR | (os.O_APPEND if offset is None else 0))
     try:
-        view = memoryview(data)
+        view = memoryview(data).cast("B")
+        old_size = os.fstat(fd).st_size
+        start = old_size if offset is None else offset
+        # At most as many bytes as are being written, and only for a modify within the file.
+        overwritten = os.pread(fd, min(view.nbytes, old_size - start), start) if start < old_size else b""
         position = offset
         try:
             while view:
@@ -126,15 +137,36 @@ def write_at(path: str, offset: int | None, data: bytes, *, durable: bool) -> in
                 view = view[written:]
                 if position is not None:
                     position += written
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise StoreFull(f"file system full while writing {os.path.basename(path)}") from exc
-            raise
-        if durable:
-            os.fdatasync(fd)
+            if durable:
+                os.fdatasync(fd)
+        except BaseException as exc:
+            failure: BaseException = exc
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                failure = StoreFull(f"file system full while writing {os.path.basename(path)}")
+            _undo_write(fd, old_size, start, overwritten, failure, durable=durable)
+            if failure is exc:
+                raise
+            raise failure from exc
         return os.fstat(fd).st_size
     finally:
         os.close(fd)
+
+
+def _undo_write(
+    fd: int, old_size: int, start: int, overwritten: bytes, failure: BaseException, *, durable: bool
+) -> None:
+    """Put back a file's old size and the ``overwritten`` bytes at ``start``; a failure is noted on ``failure``."""
+    try:
+        os.ftruncate(fd, old_size)
+        view = memoryview(overwritten)
+        while view:
+            written = os.pwrite(fd, view, start)
+            view = view[written:]
+            start += written
+        if durable:
+            os.fdatasync(fd)
+    except OSError as exc:
+        failure.add_note(f"the file could not be put back as it was, and may hold part of the new bytes: {exc}")
 
 
 def truncate(path: str, size: int, *, durable: bool) -> None:

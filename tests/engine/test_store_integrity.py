@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 from collections.abc import Callable
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from trunkstore import CorruptData, Store
+from trunkstore import CorruptData, Store, StoreFull, plainfiles
 
 LARGE = 100_000  # above the slot_max_size below: a plain file
 PLAIN_FILES: dict[str, Any] = {"slot_max_size": 64 * 1024, "sync_mode": "none"}
@@ -61,3 +62,57 @@ def test_read_into_refuses_a_damaged_plain_file_once_streamed(open_store: Callab
     with pytest.raises(CorruptData, match="fail their crc32 check"):
         store.read_into(file_id, out)
     assert out.getvalue()[1:] == data[1:]  # streamed before the check at the end could fail
+
+
+# ---- failed changes of appender files ------------------------------------------------------------------
+class FullDiskOS:
+    """plainfiles' view of ``os`` on a disk that fills up: the first write (or pwrite) writes 3 bytes, the
+    next one fails with ENOSPC, later ones work (overwriting bytes a file has needs no new space)."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def _allowed(self, data: memoryview) -> memoryview:
+        self.writes += 1
+        if self.writes == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return data[:3] if self.writes == 1 else data
+
+    def write(self, fd: int, data: memoryview) -> int:
+        return os.write(fd, self._allowed(data))
+
+    def pwrite(self, fd: int, data: memoryview, offset: int) -> int:
+        return os.pwrite(fd, self._allowed(data), offset)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+@pytest.mark.parametrize("sync_mode", ["always", "none"])
+def test_a_failed_append_leaves_the_file_as_it_was_and_a_retry_appends_once(
+    open_store: Callable[..., Store], monkeypatch: pytest.MonkeyPatch, sync_mode: str
+) -> None:
+    store = open_store(sync_mode=sync_mode)
+    file_id = store.put_appender(b"start")
+    monkeypatch.setattr(plainfiles, "os", FullDiskOS())
+    with pytest.raises(StoreFull):
+        store.append(file_id, b"123456")
+    monkeypatch.undo()
+    assert store.get(file_id) == b"start"
+    assert store.append(file_id, b"123456") == 11
+    assert store.get(file_id) == b"start123456"
+
+
+@pytest.mark.parametrize("offset", [2, 4])
+def test_a_failed_modify_puts_back_the_size_and_the_bytes_it_overwrote(
+    open_store: Callable[..., Store], monkeypatch: pytest.MonkeyPatch, offset: int
+) -> None:
+    store = open_store(sync_mode="always")
+    file_id = store.put_appender(b"start")
+    monkeypatch.setattr(plainfiles, "os", FullDiskOS())
+    with pytest.raises(StoreFull):
+        store.modify(file_id, offset, b"ABCDEF")
+    monkeypatch.undo()
+    assert store.get(file_id) == b"start"
+    counters = store.counters.snapshot()
+    assert (counters["modify_total"], counters["modify_ok"]) == (1, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 import zlib
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from trunkstore import FileKind, FileNotFound, InvalidArgument, NotAppender, Store, StoreFull, parse_file_id
+from trunkstore import FileKind, FileNotFound, InvalidArgument, NotAppender, Store, StoreFull, parse_file_id, plainfiles
 from trunkstore import appender as ap
 
 
@@ -136,3 +137,28 @@ def test_regenerating_a_file_without_metadata_adds_none(tiny_store: Store) -> No
     assert tiny_store.get_meta(new_id) == {}
     assert tiny_store.get_meta(other) == {"k": "v"}
     assert tiny_store.stats().metadata_entries == 1
+
+
+def test_a_failed_append_gives_back_the_space_it_was_admitted(
+    fake_disk: Any, open_store: Callable[..., Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = {"sync_mode": "none", "reserved_storage_space": "1G"}
+    store = open_store(**settings)
+    file_id = store.put_appender(b"0123456789")
+    store.close()
+    fake_disk.available = {0: (1 << 30) + 6}  # room for six bytes above the reserve
+    store = open_store(**settings)
+
+    class FullDiskOS:
+        def write(self, fd: int, data: memoryview) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+    monkeypatch.setattr(plainfiles, "os", FullDiskOS())
+    with pytest.raises(StoreFull, match="file system full"):
+        ap.append(store, file_id, b"abcdef")
+    monkeypatch.undo()
+    assert ap.append(store, file_id, b"abcdef") == 16  # the six bytes are still there to be admitted
+    assert store.get(file_id) == b"0123456789abcdef"

@@ -259,6 +259,81 @@ def test_write_at_errors_close_the_file_and_a_full_disk_is_store_full(
     assert plain.read_bytes() == b"0123456789"
 
 
+def part_then_failing(code: int, part: int = 3) -> tuple[Callable[..., int], Callable[..., int]]:
+    """``write`` and ``pwrite`` that write ``part`` bytes, then fail once with ``code`` (as a disk filling up),
+    then work again (overwriting bytes the file has takes no new space)."""
+    calls = {"count": 0}
+
+    def first_part(data: memoryview) -> memoryview:
+        calls["count"] += 1
+        if calls["count"] == 2:
+            raise OSError(code, os.strerror(code))
+        return data[:part] if calls["count"] == 1 else data
+
+    def write(fd: int, data: memoryview) -> int:
+        return os.write(fd, first_part(data))
+
+    def pwrite(fd: int, data: memoryview, offset: int) -> int:
+        return os.pwrite(fd, first_part(data), offset)
+
+    return write, pwrite
+
+
+@pytest.mark.parametrize("durable", [True, False])
+@pytest.mark.parametrize(
+    ("offset", "data"),
+    [(None, b"abcdef"), (7, b"abcdef"), (2, b"abcdef"), (10, b"abcdef"), (12, b"abcdef")],
+    ids=["append", "modify-past-the-end", "modify-within", "modify-at-the-end", "modify-after-a-gap"],
+)
+def test_a_write_cut_short_by_a_full_disk_leaves_the_file_as_it_was(
+    plain: Path, monkeypatch: pytest.MonkeyPatch, offset: int | None, data: bytes, durable: bool
+) -> None:
+    write, pwrite = part_then_failing(errno.ENOSPC)
+    monkeypatch.setattr(plainfiles, "os", PatchedOS(write=write, pwrite=pwrite))
+    with pytest.raises(StoreFull):
+        plainfiles.write_at(str(plain), offset, data, durable=durable)
+    monkeypatch.undo()
+    assert plain.read_bytes() == b"0123456789"
+    # Retried, the write gives what it would have given the first time.
+    at = 10 if offset is None else offset
+    before = b"0123456789".ljust(at, b"\0")
+    expected = before[:at] + data + before[at + len(data) :]
+    assert plainfiles.write_at(str(plain), offset, data, durable=durable) == len(expected)
+    assert plain.read_bytes() == expected
+
+
+@pytest.mark.parametrize("offset", [None, 4])
+def test_a_write_whose_sync_fails_is_undone(plain: Path, monkeypatch: pytest.MonkeyPatch, offset: int | None) -> None:
+    syncs = {"count": 0}
+
+    def fdatasync_failing_once(fd: int) -> None:
+        syncs["count"] += 1
+        if syncs["count"] == 1:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        os.fdatasync(fd)
+
+    monkeypatch.setattr(plainfiles, "os", PatchedOS(fdatasync=fdatasync_failing_once))
+    with pytest.raises(OSError) as info:
+        plainfiles.write_at(str(plain), offset, b"abcdefghijkl", durable=True)
+    monkeypatch.undo()
+    assert info.value.errno == errno.EIO and not getattr(info.value, "__notes__", None)
+    assert syncs["count"] == 2  # the undoing is synced too
+    assert plain.read_bytes() == b"0123456789"
+
+
+def test_a_write_that_cannot_be_undone_says_so(plain: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write, _pwrite = part_then_failing(errno.ENOSPC)
+    monkeypatch.setattr(plainfiles, "os", PatchedOS(write=write, ftruncate=failing(errno.EIO)))
+    with pytest.raises(StoreFull) as info:
+        plainfiles.write_at(str(plain), None, b"abcdef", durable=False)
+    monkeypatch.undo()
+    assert info.value.__notes__ == [
+        "the file could not be put back as it was, and may hold part of the new bytes: "
+        f"[Errno {errno.EIO}] {os.strerror(errno.EIO)}"
+    ]
+    assert plain.read_bytes() == b"0123456789abc"
+
+
 @pytest.mark.parametrize(("size", "content"), [(4, b"0123"), (0, b""), (12, b"0123456789\0\0"), (10, b"0123456789")])
 def test_truncate_sets_the_size(plain: Path, size: int, content: bytes) -> None:
     plainfiles.truncate(str(plain), size, durable=True)
