@@ -48,12 +48,14 @@ class SpoolWriter:
         self.crc32 = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        self.crc32 = crc32(view, self.crc32)
-        self.size += view.nbytes
+        """Append ``data``; when that fails, ``size`` and ``crc32`` count just the bytes that were written."""
+        view = memoryview(data).cast("B")
         try:
             while view:
-                view = view[os.write(self.fd, view) :]
+                written = os.write(self.fd, view)
+                self.crc32 = crc32(view[:written], self.crc32)
+                self.size += written
+                view = view[written:]
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise StoreFull(f"file system full while writing {self.path}") from exc

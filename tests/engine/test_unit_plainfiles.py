@@ -34,6 +34,26 @@ def failing(code: int) -> Callable[..., int]:
     return fail
 
 
+def part_then_failing(code: int, part: int = 3) -> tuple[Callable[..., int], Callable[..., int]]:
+    """``write`` and ``pwrite`` that write ``part`` bytes, then fail once with ``code`` (as a disk filling up),
+    then work again (overwriting bytes the file has takes no new space)."""
+    calls = {"count": 0}
+
+    def first_part(data: memoryview) -> memoryview:
+        calls["count"] += 1
+        if calls["count"] == 2:
+            raise OSError(code, os.strerror(code))
+        return data[:part] if calls["count"] == 1 else data
+
+    def write(fd: int, data: memoryview) -> int:
+        return os.write(fd, first_part(data))
+
+    def pwrite(fd: int, data: memoryview, offset: int) -> int:
+        return os.pwrite(fd, first_part(data), offset)
+
+    return write, pwrite
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -105,6 +125,20 @@ def test_a_full_disk_while_spooling_is_store_full_and_other_errors_pass_unchange
     assert isinstance(info.value, StoreFull) == (code == errno.ENOSPC)
     writer.discard()
     assert os.listdir(tmp_dir) == []
+
+
+def test_a_failed_spool_write_counts_only_the_bytes_written(tmp_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = SpoolWriter(tmp_dir)
+    writer.write(b"head-")
+    write, _pwrite = part_then_failing(errno.ENOSPC)
+    monkeypatch.setattr(plainfiles, "os", PatchedOS(write=write))
+    with pytest.raises(StoreFull):
+        writer.write(b"abcdef")
+    monkeypatch.undo()
+    assert (writer.size, writer.crc32) == (8, zlib.crc32(b"head-abc"))
+    spooled = writer.finish(durable=False)
+    assert Path(spooled.path).read_bytes() == b"head-abc"
+    assert (spooled.size, spooled.crc32) == (8, zlib.crc32(b"head-abc"))
 
 
 def test_discard_removes_the_spool_and_can_be_repeated(tmp_dir: str) -> None:
@@ -257,26 +291,6 @@ def test_write_at_errors_close_the_file_and_a_full_disk_is_store_full(
     assert isinstance(info.value, StoreFull) == (code == errno.ENOSPC)
     assert open_fds() == fds
     assert plain.read_bytes() == b"0123456789"
-
-
-def part_then_failing(code: int, part: int = 3) -> tuple[Callable[..., int], Callable[..., int]]:
-    """``write`` and ``pwrite`` that write ``part`` bytes, then fail once with ``code`` (as a disk filling up),
-    then work again (overwriting bytes the file has takes no new space)."""
-    calls = {"count": 0}
-
-    def first_part(data: memoryview) -> memoryview:
-        calls["count"] += 1
-        if calls["count"] == 2:
-            raise OSError(code, os.strerror(code))
-        return data[:part] if calls["count"] == 1 else data
-
-    def write(fd: int, data: memoryview) -> int:
-        return os.write(fd, first_part(data))
-
-    def pwrite(fd: int, data: memoryview, offset: int) -> int:
-        return os.pwrite(fd, first_part(data), offset)
-
-    return write, pwrite
 
 
 @pytest.mark.parametrize("durable", [True, False])
