@@ -5,18 +5,24 @@ a match is confirmed byte for byte before two IDs share content, so a hash colli
 different files.  A shared trunk slot is marked ``S`` and answers for each of its registered holders;
 a shared plain file is hard-linked.  Every operation here runs under the store's dedup lock, which
 deletions take too, so a holder cannot vanish between being found and being shared.
+
+A holder that cannot be shared (gone, failing its checksum, or an inode at its file system's link
+limit) never fails an upload: the upload stores a copy of its own, and the index names that copy for
+later uploads (:meth:`MetaDB.retire_named_holder`).  A corrupt holder is left as it is, for scrub.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 import time
 from typing import TYPE_CHECKING
 
 import xxhash
 
 from trunkstore import fileid as fid
-from trunkstore.errors import FileNotFound
+from trunkstore.diskio import fsync_dir
 from trunkstore.plainfiles import Spooled
 from trunkstore.slot import HEADER_SIZE, slot_size
 
@@ -26,6 +32,10 @@ if TYPE_CHECKING:
 Buffer = bytes | bytearray | memoryview
 
 _CHUNK = 1 << 20
+
+#: ``os.link`` refusals that say "no more names for this inode here", not that the disk is failing:
+#: the link limit (EMLINK; 65,000 on ext4), another file system (EXDEV), or no hard links (EPERM, ENOTSUP).
+_LINK_REFUSALS = frozenset({errno.EMLINK, errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP})
 
 
 def content_digest(data: bytes | bytearray | memoryview) -> bytes:
@@ -70,7 +80,8 @@ def put_deduplicated(store: Store, data: Buffer, size: int, crc: int, ext: str, 
 
     ``store_path`` >= 0: a trunk slot's space was admitted there already (given back if not needed).
     """
-    alias = _alias(store, data, size, crc, ext)
+    digest = content_digest(data)
+    alias = _alias(store, digest, data, size, crc, ext)
     if alias is not None:
         if store_path >= 0:
             store._guard.release(store_path, slot_size(size, store._slot_min, store._align))
@@ -80,19 +91,17 @@ def put_deduplicated(store: Store, data: Buffer, size: int, crc: int, ext: str, 
         store._pool.wait(ticket)
     else:
         file_id = store._put_plain_bytes(data, ext)
-    store._meta.add_holder(content_digest(data), file_id)
+    store._meta.add_holder(digest, file_id)
     return file_id
 
 
-def _alias(store: Store, data: Buffer, size: int, crc: int, ext: str) -> str | None:
-    """A new ID sharing the bytes of an identical stored file, or ``None`` if there is none."""
-    holder = store._meta.find_content(content_digest(data))
+def _alias(store: Store, digest: bytes, data: Buffer, size: int, crc: int, ext: str) -> str | None:
+    """A new ID sharing the bytes of an identical stored file, or ``None`` if there is none to share."""
+    holder = store._meta.find_content(digest)
     if holder is None:
         return None
-    try:
-        if store.get(holder) != bytes(data):
-            return None
-    except FileNotFound:
+    if not _holds(store, holder, data):
+        store._meta.retire_named_holder(digest)
         return None
     parsed = store._parse(holder)
     timestamp = int(time.time())
@@ -106,14 +115,47 @@ def _alias(store: Store, data: Buffer, size: int, crc: int, ext: str) -> str | N
         name = fid.encode_name(store._source, timestamp, fid.make_size_field(size), crc, None, tail)
         high, low = store.layout.next_subdir(parsed.store_path, name)
         directory = store.layout.ensure_data_dir(parsed.store_path, high, low)
-        os.link(store.layout.file_path(parsed), os.path.join(directory, name))
+        if not link_to_holder(store, digest, store.layout.file_path(parsed), os.path.join(directory, name)):
+            return None
+        if store._durable:
+            fsync_dir(directory)
         alias = store._format(parsed.store_path, high, low, name)
-    store._meta.add_holder(content_digest(data), alias)
+    store._meta.add_holder(digest, alias)
     return alias
 
 
+def _holds(store: Store, holder: str, data: Buffer) -> bool:
+    """Whether the stored file ``holder`` reads back whole, passing its checks, as exactly ``data``."""
+    try:
+        return store.get(holder) == bytes(data)
+    except OSError:  # FileNotFound, CorruptData, or a read error: this copy cannot be shared
+        return False
+
+
+def link_to_holder(store: Store, digest: bytes, holder_path: str, path: str) -> bool:
+    """Make ``path`` one more name of the named holder of ``digest``, at ``holder_path``.
+
+    ``False`` if the file system refuses another link to it (:data:`_LINK_REFUSALS`): the holder is
+    then retired, so that the copy the caller stores instead is the one later uploads link to.
+    """
+    try:
+        os.link(holder_path, path)
+    except OSError as exc:
+        if exc.errno not in _LINK_REFUSALS:
+            raise
+        store._meta.retire_named_holder(digest)
+        return False
+    return True
+
+
 def plain_holder_path(store: Store, digest: bytes, spooled: Spooled) -> str | None:
-    """The path of a stored plain file with exactly the spooled bytes, if the index knows one."""
+    """The path of a stored plain file with exactly the spooled bytes that can take one more link
+    beside the spool, if the index knows one.
+
+    A named holder that is gone, differs, or is at its link limit is retired (see
+    :meth:`MetaDB.retire_named_holder`); one on another file system than the spool is only passed over,
+    since uploads to its own store path can still link to it.
+    """
     holder = store._meta.find_content(digest)
     if holder is None:
         return None
@@ -122,8 +164,23 @@ def plain_holder_path(store: Store, digest: bytes, spooled: Spooled) -> str | No
         return None
     path = store.layout.file_path(parsed)
     try:
-        if os.path.getsize(path) == spooled.size and same_bytes(path, 0, spooled.size, spooled.path):
-            return path
-    except FileNotFoundError:
-        pass
-    return None
+        usable = os.path.getsize(path) == spooled.size and same_bytes(path, 0, spooled.size, spooled.path)
+        holder_stat = os.stat(path)
+    except OSError:
+        usable = False
+    if not usable or holder_stat.st_nlink >= _link_max(path):
+        store._meta.retire_named_holder(digest)
+        return None
+    if holder_stat.st_dev != os.stat(spooled.path).st_dev:
+        return None
+    return path
+
+
+def _link_max(path: str) -> int:
+    """How many links the file system of ``path`` allows one inode (65,000 on ext4)."""
+    try:
+        limit = os.pathconf(path, "PC_LINK_MAX")
+    except (OSError, ValueError):
+        limit = -1
+    # Not reported: no limit known, and only a refused link will tell.
+    return limit if limit > 0 else sys.maxsize

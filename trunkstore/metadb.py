@@ -5,9 +5,10 @@ file's metadata is a row here, keyed by its remote file name and stored in FastD
 (``name\\x02value`` records joined by ``\\x01``, sorted by name).
 
 The dedup index maps a content signature (xxh3-128 and size) to the IDs sharing that content:
-``content(digest, file_id, refs)`` names one live holder; ``holders(file_id, digest)`` lists them all.
-The holder rows are the truth: ``refs`` counts them, and a count that disagrees with them is repaired,
-not trusted.
+``content(digest, file_id, refs)`` names the holder that new uploads of that content share (``file_id``
+is empty while none can be: the named one was found corrupt or at its file system's link limit, and the
+next holder registered is named instead); ``holders(file_id, digest)`` lists them all.  The holder
+rows are the truth: ``refs`` counts them, and a count that disagrees with them is repaired, not trusted.
 
 Every change that takes more than one statement runs in one transaction (the connection is in
 autocommit mode, so :meth:`MetaDB._transaction` opens it explicitly): a crash in the middle leaves
@@ -134,12 +135,15 @@ class MetaDB:
 
     # ---- dedup ------------------------------------------------------------------------------------
     def find_content(self, digest: bytes) -> str | None:
+        """The holder new uploads of ``digest`` share; ``None`` if there is none they can share."""
         with self._lock:
-            row = self._db.execute("SELECT file_id FROM content WHERE digest = ?", (digest,)).fetchone()
+            row = self._db.execute(
+                "SELECT file_id FROM content WHERE digest = ? AND file_id != ''", (digest,)
+            ).fetchone()
         return None if row is None else str(row[0])
 
     def add_holder(self, digest: bytes, file_id: str) -> None:
-        """Record that ``file_id`` holds the content ``digest`` (the first holder creates the entry).
+        """Record that ``file_id`` holds the content ``digest``; it is named if no holder is.
 
         :class:`FileExists` if ``file_id`` is registered already (nothing changes then).
         """
@@ -151,10 +155,20 @@ class MetaDB:
                     raise FileExists(f"{file_id} is registered as a holder of content already") from None
                 db.execute(
                     "INSERT INTO content (digest, file_id, refs) VALUES (?, ?, 1) "
-                    "ON CONFLICT(digest) DO UPDATE SET refs = refs + 1",
+                    "ON CONFLICT(digest) DO UPDATE SET refs = refs + 1, "
+                    "file_id = CASE content.file_id WHEN '' THEN excluded.file_id ELSE content.file_id END",
                     (digest, file_id),
                 )
             self._holder_rows += 1
+
+    def retire_named_holder(self, digest: bytes) -> None:
+        """The named holder of ``digest`` cannot be shared any more (corrupt, gone, or at its link limit):
+        new uploads store a copy of their own, and the next holder registered is named instead.
+
+        The holder itself stays registered, and its file as it is.
+        """
+        with self._lock:
+            self._db.execute("UPDATE content SET file_id = '' WHERE digest = ?", (digest,))
 
     def is_holder(self, file_id: str) -> bool:
         if not self._holder_rows:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import threading
 
 import pytest
 
-from trunkstore import FileKind, FileNotFound, Store, parse_file_id
+from trunkstore import CorruptData, FileKind, FileNotFound, Store, parse_file_id
 
 MIB = 1 << 20
 SETTINGS = {"dedup": True, "slot_max_size": 64 * 1024, "trunk_file_size": 4 * MIB, "sync_mode": "none"}
@@ -179,6 +180,93 @@ def test_scrub_counts_shared_slots_once(dedup_store):
         dedup_store.put(b"z" * 500)
     report = dedup_store.scrub()
     assert report.ok and report.files_checked == 1
+
+
+# ---- holders that cannot be shared ----------------------------------------------------------------
+UPLOADS = {
+    "put": lambda store, data: store.put(data),
+    "put_many": lambda store, data: store.put_many([data])[0],
+    "put_file": lambda store, data: store.put_file(io.BytesIO(data)),
+}
+
+
+def corrupt(store: Store, file_id: str) -> None:
+    """Flip one byte of the file's stored bytes on disk, behind the store's back."""
+    path, offset, size = store.locate(file_id)
+    with open(path, "r+b") as handle:
+        handle.seek(offset + size // 2)
+        byte = handle.read(1)
+        handle.seek(offset + size // 2)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+def same_copy(store: Store, one: str, two: str) -> bool:
+    """Whether two IDs share stored bytes (one slot, or one inode)."""
+    path_one, offset_one, _ = store.locate(one)
+    path_two, offset_two, _ = store.locate(two)
+    return os.path.samefile(path_one, path_two) and offset_one == offset_two
+
+
+@pytest.mark.parametrize("size", [1000, 3 * MIB], ids=["trunk", "plain"])
+@pytest.mark.parametrize("how", sorted(UPLOADS))
+def test_a_corrupt_copy_never_fails_an_upload_of_its_content(dedup_store, check_store, how, size):
+    data = os.urandom(size)
+    upload = UPLOADS[how]
+    corrupted = dedup_store.put(data)
+    corrupt(dedup_store, corrupted)
+    fresh = upload(dedup_store, data)
+    assert dedup_store.get(fresh) == data
+    assert not same_copy(dedup_store, fresh, corrupted)
+    later = upload(dedup_store, data)  # shares the good copy: the index names it now
+    assert same_copy(dedup_store, later, fresh)
+    assert dedup_store.get(later) == data
+    with pytest.raises(CorruptData):  # left as it is, for scrub to report
+        dedup_store.get(corrupted)
+    assert len(dedup_store.scrub().corrupt) == 1
+    check_store(dedup_store)
+    for file_id in (corrupted, fresh, later):
+        dedup_store.delete(file_id)
+    assert dedup_store.stats().dedup_holders == 0
+    check_store(dedup_store)
+
+
+LINK_LIMIT = 2
+
+
+@pytest.fixture
+def link_limit(monkeypatch):
+    """A file system that allows LINK_LIMIT links per inode (ext4's 65,000 are too many to reach here):
+    ``os.link`` refuses one more with EMLINK, and ``os.pathconf`` reports the limit."""
+    real_link, real_pathconf = os.link, os.pathconf
+
+    def link(src, dst, *args, **kwargs):
+        if os.stat(src).st_nlink >= LINK_LIMIT:
+            raise OSError(errno.EMLINK, os.strerror(errno.EMLINK), src)
+        real_link(src, dst, *args, **kwargs)
+
+    def pathconf(path, name):
+        return LINK_LIMIT if name == "PC_LINK_MAX" else real_pathconf(path, name)
+
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "pathconf", pathconf)
+
+
+@pytest.mark.parametrize("how", ["put", "put_file"])
+def test_a_holder_at_its_link_limit_is_copied_and_the_copy_is_shared_from_then_on(
+    dedup_store, check_store, link_limit, how
+):
+    data = os.urandom(MIB)
+    ids = [UPLOADS[how](dedup_store, data) for _ in range(5)]
+    inodes = [os.stat(dedup_store.locate(file_id)[0]).st_ino for file_id in ids]
+    assert inodes[0] == inodes[1] != inodes[2] == inodes[3] != inodes[4]
+    assert inodes[0] != inodes[4]
+    assert all(dedup_store.get(file_id) == data for file_id in ids)
+    assert dedup_store.stats().dedup_holders == 5
+    check_store(dedup_store)
+    for file_id in ids:
+        dedup_store.delete(file_id)
+    assert dedup_store.stats().dedup_holders == 0
+    check_store(dedup_store)
 
 
 #: How long a thread stopped inside an upload lets the racing thread try to get in before going on.

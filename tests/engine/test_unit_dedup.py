@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -134,6 +136,49 @@ def test_a_holder_whose_file_is_gone_is_not_shared(dedup_store: Store) -> None:
     assert os.stat(dedup_store.locate(stored)[0]).st_nlink == 1
     with pytest.raises(FileNotFound):
         dedup_store.get(holder)
+    assert dedup_store._meta.find_content(dd.content_digest(data)) == stored  # later uploads share the copy
+
+
+# ---- link_to_holder -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("refusal", [errno.EMLINK, errno.EXDEV, errno.EPERM, errno.ENOTSUP], ids=errno.errorcode.get)
+def test_a_refused_link_retires_the_holder(
+    dedup_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: int
+) -> None:
+    data = os.urandom(100_000)
+    holder_path = dedup_store.locate(dedup_store.put(data))[0]
+
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(refusal, os.strerror(refusal), src)
+
+    monkeypatch.setattr(os, "link", refuse)  # only a file system's refusal: cannot be made real cheaply
+    digest = dd.content_digest(data)
+    assert dd.link_to_holder(dedup_store, digest, holder_path, str(tmp_path / "alias")) is False
+    assert dedup_store._meta.find_content(digest) is None
+    assert not (tmp_path / "alias").exists()
+
+
+def test_a_link_failing_otherwise_raises_and_keeps_the_holder(
+    dedup_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(100_000)
+    holder = dedup_store.put(data)
+
+    def fail(src: str, dst: str) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO), src)
+
+    monkeypatch.setattr(os, "link", fail)
+    digest = dd.content_digest(data)
+    with pytest.raises(OSError) as info:
+        dd.link_to_holder(dedup_store, digest, dedup_store.locate(holder)[0], str(tmp_path / "alias"))
+    assert info.value.errno == errno.EIO
+    assert dedup_store._meta.find_content(digest) == holder
+
+
+def test_a_link_makes_one_more_name_of_the_holder(dedup_store: Store, tmp_path: Path) -> None:
+    data = os.urandom(100_000)
+    holder_path = dedup_store.locate(dedup_store.put(data))[0]
+    assert dd.link_to_holder(dedup_store, dd.content_digest(data), holder_path, str(tmp_path / "alias")) is True
+    assert os.path.samefile(holder_path, tmp_path / "alias")
 
 
 # ---- plain_holder_path --------------------------------------------------------------------------------
@@ -168,3 +213,41 @@ def test_plain_holder_path_of_a_vanished_holder_is_none(dedup_store: Store, tmp_
     data = os.urandom(100_000)
     os.unlink(dedup_store.locate(dedup_store.put(data))[0])
     assert dd.plain_holder_path(dedup_store, dd.content_digest(data), spooled(tmp_path, data)) is None
+
+
+def test_plain_holder_path_retires_a_holder_with_other_bytes(dedup_store: Store, tmp_path: Path) -> None:
+    data = os.urandom(100_000)
+    path = dedup_store.locate(dedup_store.put(data))[0]
+    with open(path, "r+b") as handle:  # corrupt behind the store's back
+        handle.write(b"\0" * 10)
+    digest = dd.content_digest(data)
+    assert dd.plain_holder_path(dedup_store, digest, spooled(tmp_path, data)) is None
+    assert dedup_store._meta.find_content(digest) is None
+
+
+def test_plain_holder_path_retires_a_holder_at_its_link_limit(
+    dedup_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(100_000)
+    first = dedup_store.put(data)
+    dedup_store.put(data)  # two links now
+    real_pathconf = os.pathconf
+    # A file system allowing two links per inode (ext4's 65,000 are too many to reach here).
+    monkeypatch.setattr(os, "pathconf", lambda p, name: 2 if name == "PC_LINK_MAX" else real_pathconf(p, name))
+    digest = dd.content_digest(data)
+    assert dd.plain_holder_path(dedup_store, digest, spooled(tmp_path, data)) is None
+    assert dedup_store._meta.find_content(digest) is None
+    assert dedup_store._meta.is_holder(first)  # still a holder: only no longer shared by new uploads
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs a second file system (tmpfs at /dev/shm)")
+def test_plain_holder_path_passes_over_a_holder_on_another_file_system(dedup_store: Store) -> None:
+    data = os.urandom(100_000)
+    holder = dedup_store.put(data)
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:
+        if os.stat(elsewhere).st_dev == os.stat(dedup_store.locate(holder)[0]).st_dev:
+            pytest.skip("/dev/shm is on the store's file system here")
+        digest = dd.content_digest(data)
+        assert dd.plain_holder_path(dedup_store, digest, spooled(Path(elsewhere), data)) is None
+        # Not retired: uploads to the holder's own file system still link to it.
+        assert dedup_store._meta.find_content(digest) == holder

@@ -328,3 +328,18 @@ def test_a_count_too_low_for_the_holder_rows_is_recounted(db: MetaDB, content: t
     assert db.drop_holder("group1/M00/00/00/y") == 1
     assert db.drop_holder("group1/M00/00/00/z") == 0
     assert content_row(db, DIGEST_A) is None
+
+
+def test_a_retired_holder_is_not_found_and_the_next_holder_is_named(db: MetaDB) -> None:
+    db.add_holder(DIGEST_A, "group1/M00/00/00/bad")
+    db.add_holder(DIGEST_A, "group1/M00/00/00/alias")
+    db.retire_named_holder(DIGEST_A)
+    assert db.find_content(DIGEST_A) is None
+    assert db.is_holder("group1/M00/00/00/bad")  # still registered: its file keeps answering for it
+    assert db.drop_holder("group1/M00/00/00/alias") == 1
+    assert db.find_content(DIGEST_A) is None
+    db.add_holder(DIGEST_A, "group1/M00/00/00/good")
+    db.add_holder(DIGEST_A, "group1/M00/00/00/later")
+    assert content_row(db, DIGEST_A) == ("group1/M00/00/00/good", 3)
+    assert db.drop_holder("group1/M00/00/00/bad") == 2
+    assert db.find_content(DIGEST_A) == "group1/M00/00/00/good"
