@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import uuid
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -196,12 +198,27 @@ def crc32_of(path: str) -> tuple[int, int]:
 
 
 def remove_stale_tmp(tmp_dir: str) -> int:
-    """Delete temporary files left by a crash; returns how many."""
+    """Delete what a crash left in ``tmp_dir``; returns how many entries went.
+
+    Only spool files are made there, but anything else found (a directory someone made, say) is removed
+    too, so that it cannot stop the store from opening; what cannot be removed is left, with a warning.
+    """
     try:
         names = os.listdir(tmp_dir)
     except FileNotFoundError:
         return 0
+    removed = 0
     for name in names:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(tmp_dir, name))
-    return len(names)
+        path = os.path.join(tmp_dir, name)
+        try:
+            try:
+                os.unlink(path)  # a file, or a symbolic link (never what it points to)
+            except IsADirectoryError:
+                shutil.rmtree(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            warnings.warn(f"cannot remove {path} left in the temporary directory: {exc}", RuntimeWarning, stacklevel=2)
+            continue
+        removed += 1
+    return removed

@@ -6,6 +6,7 @@ import errno
 import io
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,3 +117,16 @@ def test_a_failed_modify_puts_back_the_size_and_the_bytes_it_overwrote(
     assert store.get(file_id) == b"start"
     counters = store.counters.snapshot()
     assert (counters["modify_total"], counters["modify_ok"]) == (1, 0)
+
+
+# ---- opening ------------------------------------------------------------------------------------------
+def test_a_store_opens_with_directories_left_in_its_tmp(store_root: Path, open_store: Callable[..., Store]) -> None:
+    store = open_store(**PLAIN_FILES)
+    file_id = store.put(b"kept" * LARGE)
+    store.close()
+    stray = store_root / "M00" / "tmp" / "x"
+    os.makedirs(stray / "deeper")
+    (stray / "deeper" / "file").write_bytes(b"stray")
+    store = open_store(**PLAIN_FILES)
+    assert store.get(file_id) == b"kept" * LARGE
+    assert os.listdir(store_root / "M00" / "tmp") == []

@@ -388,3 +388,31 @@ def test_stale_temporary_files_are_removed_and_counted(tmp_dir: str) -> None:
 def test_a_missing_tmp_directory_has_nothing_stale(tmp_dir: str) -> None:
     assert plainfiles.remove_stale_tmp(tmp_dir) == 0
     assert not os.path.exists(tmp_dir)
+
+
+def test_stale_directories_are_removed_and_links_go_without_their_targets(tmp_dir: str, tmp_path: Path) -> None:
+    os.makedirs(os.path.join(tmp_dir, "x", "y"))
+    Path(tmp_dir, "x", "y", "file").write_bytes(b"inside")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kept").write_bytes(b"not the store's")
+    os.symlink(outside, os.path.join(tmp_dir, "link"))
+    writer = SpoolWriter(tmp_dir)  # never finished: as a crash leaves it
+    writer.write(b"left by a crash")
+    assert plainfiles.remove_stale_tmp(tmp_dir) == 3
+    writer.discard()
+    assert os.listdir(tmp_dir) == []
+    assert (outside / "kept").read_bytes() == b"not the store's"
+
+
+def test_what_cannot_be_removed_from_tmp_is_left_with_a_warning(tmp_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    os.makedirs(os.path.join(tmp_dir, "stuck"))
+    Path(tmp_dir, "spool").write_bytes(b"left by a crash")
+
+    def refuse(path: str) -> None:
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+    monkeypatch.setattr(plainfiles.shutil, "rmtree", refuse)  # root may remove anything: refused here
+    with pytest.warns(RuntimeWarning, match="cannot remove .*stuck left in the temporary directory"):
+        assert plainfiles.remove_stale_tmp(tmp_dir) == 1
+    assert os.listdir(tmp_dir) == ["stuck"]
