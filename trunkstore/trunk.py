@@ -84,7 +84,7 @@ class TrunkContainer:
         return found, position
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
-        view = memoryview(data)
+        view = memoryview(data).cast("B")  # sliced by the byte counts pwrite returns
         while view:
             written = os.pwrite(self.fd, view, offset)
             view = view[written:]
@@ -93,7 +93,9 @@ class TrunkContainer:
     def write_slot(self, offset: int, header: bytes, data: bytes | bytearray | memoryview) -> None:
         """Write a slot's header and data back to back, in one system call when possible."""
         written = os.pwritev(self.fd, (header, data), offset)
-        if written < HEADER_SIZE + len(data):
+        # A memoryview's len() counts items, which may be wider than a byte.
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        if written < HEADER_SIZE + size:
             self.write(offset + written, (header + bytes(data))[written:])
 
     def write_slot_from(self, offset: int, header: bytes, source_fd: int, count: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import errno
 import os
 from collections.abc import Callable, Iterator
@@ -181,6 +182,27 @@ def test_write_slot_finishes_a_short_vectored_write(
     data = b"d" * 40
     container.write_slot(1024, header(256, 40), data)
     assert container.read(1024, HEADER_SIZE + 40) == header(256, 40) + data
+
+
+def test_a_memoryview_of_wide_items_is_written_whole_after_short_writes(
+    container: TrunkContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # len() of such a view counts its items, not its bytes: short writes must be measured in bytes.
+    wide = memoryview(array.array("i", range(16)))
+    assert (len(wide), wide.nbytes) == (16, 64)
+
+    def pwritev_one_byte_per_item(fd: int, buffers: tuple[Any, ...], offset: int) -> int:
+        return os.pwrite(fd, b"".join(bytes(b) for b in buffers)[: HEADER_SIZE + len(wide)], offset)
+
+    def short_pwrite(fd: int, data: memoryview, offset: int) -> int:
+        return os.pwrite(fd, data[:7], offset)
+
+    monkeypatch.setattr(trunk, "os", PatchedOS(pwritev=pwritev_one_byte_per_item, pwrite=short_pwrite))
+    container.write_slot(1024, header(256, 64), wide)
+    container.write(4096, wide)
+    monkeypatch.undo()
+    assert container.read(1024, HEADER_SIZE + 64) == header(256, 64) + wide.tobytes()
+    assert container.read(4096, 64) == wide.tobytes()
 
 
 def test_write_errors_reach_the_caller(container: TrunkContainer, monkeypatch: pytest.MonkeyPatch) -> None:
