@@ -25,7 +25,6 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from trunkstore import diskio
@@ -164,11 +163,13 @@ class Journal:
         self.records_in_gen = 0
 
     # ---- loading ----------------------------------------------------------------------------------
-    def load(self) -> tuple[Snapshot | None, Iterator[Record]]:
-        """The last snapshot (if any) and an iterator over every record after it.
+    def load(self) -> tuple[Snapshot | None, list[Record]]:
+        """The last snapshot (if any) and every record after it, in order.
 
-        A torn record at the end of the newest generation is cut off; one anywhere else is damage.
-        Afterwards the journal is open for appending to the newest generation.
+        A torn record at the end of the newest generation is cut off; one anywhere else is damage
+        (:class:`CorruptData`).  Every record is read before this returns (usually one generation's,
+        as taking a snapshot deletes the older ones), so damage is found here, and once it returns the
+        journal is open for appending to the newest generation.
         """
         snapshot = self._read_snapshot()
         start = snapshot.gen if snapshot is not None else 0
@@ -177,26 +178,27 @@ class Journal:
             gens.insert(0, start)
             self._create_gen(start)
         self.gen = gens[-1] if gens else start
-        return snapshot, self._replay(gens)
-
-    def _replay(self, gens: list[int]) -> Iterator[Record]:
+        records: list[Record] = []
         for gen in gens:
-            path = self._path(gen)
-            if not os.path.exists(path):
-                self._create_gen(gen)
-            with open(path, "rb") as handle:
-                data = handle.read()
-            records, valid = decode_records(data)
-            if valid != len(data):
-                if gen != gens[-1]:
-                    raise CorruptData(f"allocation journal {path} is damaged at byte {valid}")
-                with open(path, "r+b") as handle:
-                    handle.truncate(valid)
-                    os.fsync(handle.fileno())
-            yield from records
+            records += self._read_gen(gen, newest=gen == self.gen)
         if not gens:
             self._create_gen(self.gen)
         self._open_append(self.gen)
+        return snapshot, records
+
+    def _read_gen(self, gen: int, *, newest: bool) -> list[Record]:
+        """The records of one generation; a torn tail of the newest is cut off, of any other is damage."""
+        path = self._path(gen)
+        with open(path, "rb") as handle:
+            data = handle.read()
+        records, valid = decode_records(data)
+        if valid != len(data):
+            if not newest:
+                raise CorruptData(f"allocation journal {path} is damaged at byte {valid}")
+            with open(path, "r+b") as handle:
+                handle.truncate(valid)
+                os.fsync(handle.fileno())
+        return records
 
     def _read_snapshot(self) -> Snapshot | None:
         path = os.path.join(self.directory, "snapshot")

@@ -56,7 +56,7 @@ def write_log(directory: str, gen: int, data: bytes) -> None:
 def load_all(directory: str) -> tuple[Journal, Snapshot | None, list[Record]]:
     journal = Journal(directory, durable=False)
     snapshot, records = journal.load()
-    return journal, snapshot, list(records)
+    return journal, snapshot, records
 
 
 # ---- records -----------------------------------------------------------------------------------------
@@ -158,12 +158,30 @@ def test_damage_in_older_generation_raises(tmp_path: object, damage: str) -> Non
     write_log(directory, 0, bytes(raw))
     write_log(directory, 1, b"".join(encode(r) for r in sample_records(2, 3)))
     journal = Journal(directory, durable=False)
-    _, records = journal.load()
     with pytest.raises(CorruptData) as info:
-        list(records)
+        journal.load()
     journal.close()
     assert isinstance(info.value, OSError) and info.value.errno == errno.EIO
     assert os.path.getsize(log_path(directory, 0)) == len(raw)  # the damaged file is left as it was
+
+
+@pytest.mark.parametrize("snapshot_gen", [None, 1])
+def test_the_journal_is_open_for_appending_once_load_returns(tmp_path: object, snapshot_gen: int | None) -> None:
+    directory = str(tmp_path)
+    write_log(directory, 0, b"".join(encode(r) for r in sample_records(2)))
+    write_log(directory, 1, b"".join(encode(r) for r in sample_records(2, 2)) + b"torn")
+    if snapshot_gen is not None:
+        with open(os.path.join(directory, "snapshot"), "wb") as handle:
+            handle.write(jn.encode_snapshot(Snapshot(gen=snapshot_gen, next_trunk_id=1)))
+    journal = Journal(directory, durable=True)
+    _, records = journal.load()
+    extra = sample_records(1, 9)
+    journal.append(encode(extra[0]))  # the records are not looked at first
+    journal.sync()
+    journal.close()
+    kept = sample_records(4) if snapshot_gen is None else sample_records(2, 2)
+    assert records == kept
+    assert load_all(directory)[2] == kept + extra
 
 
 def test_fresh_directory(tmp_path: object) -> None:
@@ -264,7 +282,7 @@ def test_write_snapshot_rotates_generations(tmp_path: object, durable: bool) -> 
     directory = str(tmp_path)
     journal = Journal(directory, durable=durable)
     snapshot, records = journal.load()
-    assert snapshot is None and list(records) == []
+    assert snapshot is None and records == []
     first = sample_records(3)
     journal.append(b"".join(encode(r) for r in first))
     journal.sync()
