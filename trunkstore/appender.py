@@ -93,7 +93,14 @@ def truncate(store: Store, file_id: str, size: int, expected_size: int | None = 
 
 
 def regenerate_name(store: Store, file_id: str) -> str:
-    """A new ID with the file's real size and crc32, as a normal file; its metadata moves with it."""
+    """A new ID with the file's real size and crc32, as a normal file; its metadata moves with it.
+
+    Ordered so that a crash at any point leaves the old ID valid with its metadata, or the new one with
+    it: the new name is linked and given a copy of the metadata while the old name still stands; removing
+    the old name is the switch; the old name's metadata row is deleted last.  A crash before the switch
+    leaves the new name as an extra link nobody was given (and the copy of the metadata), one after it
+    an unused metadata row under the old name.
+    """
     store._live()
     parsed, path = appender_path(store, file_id)
     with store._file_lock(parsed.remote_filename):
@@ -101,11 +108,17 @@ def regenerate_name(store: Store, file_id: str) -> str:
         name = fid.encode_name(
             store._source, int(time.time()), fid.make_size_field(size), crc, None, fid.make_tail(parsed.ext)
         )
-        new_path = os.path.join(os.path.dirname(path), name)
-        os.link(path, new_path)
+        directory = os.path.dirname(path)
+        new_id = store._format(parsed.store_path, parsed.sub_high, parsed.sub_low, name)
+        new_remote = new_id.split("/", 1)[1]
+        meta = store._meta.get_meta(parsed.remote_filename)
+        os.link(path, os.path.join(directory, name))
+        if store._durable:
+            fsync_dir(directory)
+        if meta:
+            store._meta.set_meta(new_remote, meta, merge=False)
         os.unlink(path)
         if store._durable:
-            fsync_dir(os.path.dirname(path))
-    new_id = store._format(parsed.store_path, parsed.sub_high, parsed.sub_low, name)
-    store._meta.rename_meta(parsed.remote_filename, new_id.split("/", 1)[1])
+            fsync_dir(directory)
+        store._meta.delete_meta(parsed.remote_filename)
     return new_id

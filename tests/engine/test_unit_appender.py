@@ -7,12 +7,23 @@ import os
 import time
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from trunkstore import FileKind, FileNotFound, InvalidArgument, NotAppender, Store, StoreFull, parse_file_id, plainfiles
 from trunkstore import appender as ap
+
+
+class PatchedOS:
+    """The appender module's view of ``os``, with some functions replaced."""
+
+    def __init__(self, **replaced: Callable[..., Any]) -> None:
+        self.__dict__.update(replaced)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
 
 
 def read_disk(path: str) -> bytes:
@@ -162,3 +173,56 @@ def test_a_failed_append_gives_back_the_space_it_was_admitted(
     monkeypatch.undo()
     assert ap.append(store, file_id, b"abcdef") == 16  # the six bytes are still there to be admitted
     assert store.get(file_id) == b"0123456789abcdef"
+
+
+class Crash(BaseException):
+    """Stands for the process dying right after a step that changes what is on disk."""
+
+
+def test_a_crash_anywhere_in_regenerating_leaves_the_old_or_the_new_id_with_its_metadata(
+    open_store: Callable[..., Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    meta = {"owner": "alice"}
+    outcomes = []
+    for crash_after in range(10):
+        root = tmp_path / f"crash-after-{crash_after}"
+        store = open_store(root=root, sync_mode="always")
+        file_id = store.put_appender(b"abc")
+        store.append(file_id, b"def")
+        store.set_meta(file_id, meta)
+        steps = []
+
+        def step(name: str, call: Callable[..., Any], steps: list[str] = steps, limit: int = crash_after) -> Any:
+            def run(*args: Any, **kwargs: Any) -> Any:
+                result = call(*args, **kwargs)
+                steps.append(name)
+                if len(steps) > limit:
+                    raise Crash(name)
+                return result
+
+            return run
+
+        monkeypatch.setattr(ap, "os", PatchedOS(link=step("link", os.link), unlink=step("unlink", os.unlink)))
+        for method in ("set_meta", "delete_meta", "rename_meta"):
+            monkeypatch.setattr(store._meta, method, step(method, getattr(store._meta, method)))
+        try:
+            new_id = ap.regenerate_name(store, file_id)
+        except Crash:
+            new_id = None
+        monkeypatch.undo()
+        store.close()
+        store = open_store(root=root, sync_mode="always")
+        if store.exists(file_id):
+            assert (store.get(file_id), store.get_meta(file_id)) == (b"abcdef", meta), steps
+            outcomes.append("old")
+        else:
+            directory = os.path.dirname(store.layout.file_path(parse_file_id(file_id)))
+            (name,) = os.listdir(directory)
+            new = file_id.rsplit("/", 1)[0] + "/" + name
+            assert new_id in (None, new)
+            assert (store.get(new), store.get_meta(new)) == (b"abcdef", meta), steps
+            outcomes.append("new")
+        if new_id is not None:
+            break
+    assert new_id is not None  # a run with no crash was reached
+    assert outcomes[0] == "old" and outcomes[-1] == "new"
