@@ -13,26 +13,12 @@ from trunkstore.errors import FileNotFound, InvalidArgument
 from trunkstore.fileid import FileId, FileKind
 from trunkstore.freespace import FreeSpace, FreeSpaceError
 from trunkstore.reports import CheckReport, ScrubReport
-from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
+from trunkstore.slot import HEADER_SIZE
+from trunkstore.slotstarts import next_valid_slot
 
 if TYPE_CHECKING:
     from trunkstore.store import Store
-    from trunkstore.trunk import TrunkContainer
     from trunkstore.trunkpool import TrunkPool
-
-
-def _next_valid_slot(container: TrunkContainer, start: int, end: int) -> int:
-    """The first offset after ``start`` holding a slot whose data matches its crc32 (or ``end``)."""
-    data = container.read(start, end - start)
-    for index in range(1, len(data) - HEADER_SIZE + 1):
-        if data[index : index + 1] not in (TYPE_FILE, TYPE_SHARED):
-            continue
-        _kind, alloc, size, crc, _mtime, _ext = HEADER.unpack_from(data, index)
-        if alloc >= size + HEADER_SIZE and index + alloc <= len(data):
-            body = data[index + HEADER_SIZE : index + HEADER_SIZE + size]
-            if crc32(body) == crc:
-                return start + index
-    return end
 
 
 def _journal_state(pool: TrunkPool) -> dict[int, list[tuple[int, int]]]:
@@ -78,7 +64,7 @@ def check_store(store: Store, pool: TrunkPool, *, fix: bool) -> CheckReport:
         checked += len(slots)
         position = broke_at
         while position < run.offset + run.size:
-            resume = _next_valid_slot(container, position, run.offset + run.size)
+            resume = next_valid_slot(container, position, run.offset + run.size)
             problems.append(
                 f"trunk {container.trunk_id}: bytes {position}..{resume} are allocated but hold no valid slot"
             )

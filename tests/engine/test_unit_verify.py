@@ -14,6 +14,7 @@ from trunkstore import journal as jn
 from trunkstore import verify as vf
 from trunkstore.checksum import crc32
 from trunkstore.slot import HEADER_SIZE, TYPE_FILE, TYPE_SHARED, pack_header
+from trunkstore.slotstarts import next_valid_slot
 from trunkstore.trunk import TrunkContainer
 
 MIB = 1 << 20
@@ -66,21 +67,21 @@ def test_next_valid_slot_skips_junk_to_a_slot_whose_crc_matches(container: Trunk
     container.write(0, b"junk with an F in it")
     container.write(300, slot_image(b"stale", 256, crc=12345))  # header-like, but the data fails its crc
     container.write(600, slot_image(b"valid", 256))
-    assert vf._next_valid_slot(container, 0, 4096) == 600
-    assert vf._next_valid_slot(container, 300, 4096) == 600
+    assert next_valid_slot(container, 0, 4096) == 600
+    assert next_valid_slot(container, 300, 4096) == 600
 
 
 def test_next_valid_slot_finds_shared_slots(container: TrunkContainer) -> None:
     container.write(512, slot_image(b"shared", 256, kind=TYPE_SHARED))
-    assert vf._next_valid_slot(container, 0, 4096) == 512
+    assert next_valid_slot(container, 0, 4096) == 512
 
 
 def test_next_valid_slot_gives_the_end_when_no_slot_fits(container: TrunkContainer) -> None:
     container.write(600, slot_image(b"valid", 256))
-    assert vf._next_valid_slot(container, 0, 600 + 255) == 600 + 255  # the slot reaches past the end
-    assert vf._next_valid_slot(container, 600, 4096) == 4096  # the search starts after ``start``
+    assert next_valid_slot(container, 0, 600 + 255) == 600 + 255  # the slot reaches past the end
+    assert next_valid_slot(container, 600, 4096) == 4096  # the search starts after ``start``
     container.write(1000, slot_image(b"x" * 20, 30))  # alloc 30 cannot hold 24 + 20 bytes
-    assert vf._next_valid_slot(container, 700, 4096) == 4096
+    assert next_valid_slot(container, 700, 4096) == 4096
 
 
 # ---- the journal on disk ------------------------------------------------------------------------------
