@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from trunkstore import fileid as fid
 from trunkstore import plainfiles
-from trunkstore.dedup import ContentHasher, plain_holder_path
+from trunkstore.dedup import ContentHasher, link_to_holder, plain_holder_path
 from trunkstore.diskio import fsync_dir
 from trunkstore.errors import FileExists, InvalidArgument
 from trunkstore.slot import HEADER_SIZE, slot_size
@@ -258,11 +258,11 @@ class Upload:
         digest = self._hasher.digest()
         with store._dedup_lock:
             holder_path = plain_holder_path(store, digest, spooled)
-            if holder_path is None:
+            # The same bytes stored already: one more name for them, and the spool goes; unless the
+            # file system refuses another link (then the spool is published, a copy of its own).
+            if holder_path is None or not link_to_holder(store, digest, holder_path, path):
                 plainfiles.publish(spooled, path, durable=store._durable)
             else:
-                # The same bytes are stored already: one more name for them, and the spool goes.
-                os.link(holder_path, path)
                 plainfiles.discard(spooled)
                 if store._durable:
                     fsync_dir(os.path.dirname(path))

@@ -251,10 +251,26 @@ def link_limit(monkeypatch):
     monkeypatch.setattr(os, "pathconf", pathconf)
 
 
+@pytest.fixture
+def unreported_link_limit(monkeypatch):
+    """As :func:`link_limit`, but ``os.pathconf`` does not tell: the refusal comes from ``os.link`` alone
+    (as when something outside the store adds links between the check and the link)."""
+    real_link = os.link
+
+    def link(src, dst, *args, **kwargs):
+        if os.stat(src).st_nlink >= LINK_LIMIT:
+            raise OSError(errno.EMLINK, os.strerror(errno.EMLINK), src)
+        real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", link)
+
+
 @pytest.mark.parametrize("how", ["put", "put_file"])
+@pytest.mark.parametrize("limit", ["link_limit", "unreported_link_limit"])
 def test_a_holder_at_its_link_limit_is_copied_and_the_copy_is_shared_from_then_on(
-    dedup_store, check_store, link_limit, how
+    dedup_store, check_store, request, limit, how
 ):
+    request.getfixturevalue(limit)
     data = os.urandom(MIB)
     ids = [UPLOADS[how](dedup_store, data) for _ in range(5)]
     inodes = [os.stat(dedup_store.locate(file_id)[0]).st_ino for file_id in ids]
