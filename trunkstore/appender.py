@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from trunkstore import fileid as fid
 from trunkstore import plainfiles
+from trunkstore.buffers import Bytes
 from trunkstore.diskio import fsync_dir
 from trunkstore.errors import FileNotFound, InvalidArgument, NotAppender
 from trunkstore.fileid import FileId
@@ -39,7 +40,7 @@ def appender_path(store: Store, file_id: str) -> tuple[FileId, str]:
     return parsed, path
 
 
-def append(store: Store, file_id: str, data: bytes) -> int:
+def append(store: Store, file_id: str, data: Bytes) -> int:
     store._live()
     counters = store.counters
     counters.append_total += 1
@@ -56,7 +57,7 @@ def append(store: Store, file_id: str, data: bytes) -> int:
     return size
 
 
-def modify(store: Store, file_id: str, offset: int, data: bytes) -> int:
+def modify(store: Store, file_id: str, offset: int, data: Bytes) -> int:
     store._live()
     counters = store.counters
     counters.modify_total += 1

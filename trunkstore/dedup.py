@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import xxhash
 
 from trunkstore import fileid as fid
+from trunkstore.buffers import Bytes
 from trunkstore.diskio import fsync_dir
 from trunkstore.plainfiles import Spooled
 from trunkstore.slot import HEADER_SIZE, slot_size
@@ -29,7 +30,6 @@ from trunkstore.slot import HEADER_SIZE, slot_size
 if TYPE_CHECKING:
     from trunkstore.store import Store
 
-Buffer = bytes | bytearray | memoryview
 
 _CHUNK = 1 << 20
 
@@ -38,7 +38,7 @@ _CHUNK = 1 << 20
 _LINK_REFUSALS = frozenset({errno.EMLINK, errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP})
 
 
-def content_digest(data: bytes | bytearray | memoryview) -> bytes:
+def content_digest(data: Bytes) -> bytes:
     return xxhash.xxh3_128_digest(data) + len(data).to_bytes(8, "big")
 
 
@@ -51,7 +51,7 @@ class ContentHasher:
         self._hasher = xxhash.xxh3_128()
         self._size = 0
 
-    def update(self, data: bytes | bytearray | memoryview) -> None:
+    def update(self, data: Bytes) -> None:
         self._hasher.update(data)
         self._size += memoryview(data).nbytes
 
@@ -75,7 +75,7 @@ def same_bytes(path_a: str, offset_a: int, size_a: int, path_b: str) -> bool:
 
 
 # ---- store operations (the dedup lock is held) ---------------------------------------------------
-def put_deduplicated(store: Store, data: Buffer, size: int, crc: int, ext: str, store_path: int) -> str:
+def put_deduplicated(store: Store, data: Bytes, size: int, crc: int, ext: str, store_path: int) -> str:
     """Store bytes held in memory, as a new ID for identical stored bytes when there are some.
 
     ``store_path`` >= 0: a trunk slot's space was admitted there already (given back if not needed).
@@ -95,7 +95,7 @@ def put_deduplicated(store: Store, data: Buffer, size: int, crc: int, ext: str, 
     return file_id
 
 
-def _alias(store: Store, digest: bytes, data: Buffer, size: int, crc: int, ext: str) -> str | None:
+def _alias(store: Store, digest: bytes, data: Bytes, size: int, crc: int, ext: str) -> str | None:
     """A new ID sharing the bytes of an identical stored file, or ``None`` if there is none to share."""
     holder = store._meta.find_content(digest)
     if holder is None:
@@ -124,7 +124,7 @@ def _alias(store: Store, digest: bytes, data: Buffer, size: int, crc: int, ext: 
     return alias
 
 
-def _holds(store: Store, holder: str, data: Buffer) -> bool:
+def _holds(store: Store, holder: str, data: Bytes) -> bool:
     """Whether the stored file ``holder`` reads back whole, passing its checks, as exactly ``data``."""
     try:
         return store.get(holder) == bytes(data)

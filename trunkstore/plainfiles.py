@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from trunkstore import diskio
+from trunkstore.buffers import Bytes
 from trunkstore.checksum import crc32
 from trunkstore.errors import FileExists, FileNotFound, StoreFull
 
@@ -49,7 +50,7 @@ class SpoolWriter:
         self.size = 0
         self.crc32 = 0
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write(self, data: Bytes) -> None:
         """Append ``data``; when that fails, ``size`` and ``crc32`` count just the bytes that were written."""
         view = memoryview(data).cast("B")
         try:
@@ -118,7 +119,7 @@ def open_existing(path: str, flags: int = os.O_RDONLY) -> int:
         raise FileNotFound(f"no file {os.path.basename(path)}") from None
 
 
-def write_at(path: str, offset: int | None, data: bytes, *, durable: bool) -> int:
+def write_at(path: str, offset: int | None, data: Bytes, *, durable: bool) -> int:
     """Write ``data`` at ``offset`` (``None``: append); returns the file's new size.
 
     A write that fails part way (a full disk, an I/O error, a failed sync) is undone, so that a retry

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from trunkstore import appender, dedup, plainfiles, reading, upload
+from trunkstore.buffers import Bytes
 from trunkstore.checksum import crc32
 from trunkstore.diskio import fsync_dir
 from trunkstore.errors import (
@@ -51,7 +52,6 @@ from trunkstore.upload import MEMORY_LIMIT, Upload
 if TYPE_CHECKING:
     from trunkstore.store import Store
 
-Buffer = bytes | bytearray | memoryview
 
 _SLOT_KEY = struct.Struct(">5s12sII")
 #: The directory part of a file ID (``Mxx/HH/HH/``) and its extension part.
@@ -139,7 +139,7 @@ def open_upload(store: Store, file_id: str, size: int) -> Upload:
     return Upload(store, size, "", replica.parsed.store_path, in_memory=in_memory, replica=replica, counted=False)
 
 
-def put(store: Store, file_id: str, data: Buffer) -> None:
+def put(store: Store, file_id: str, data: Bytes) -> None:
     """See :meth:`Store.put_replica`."""
     store._live()
     if not store._dedup and _put_in_free_slot(store, file_id, data):
@@ -160,7 +160,7 @@ def put(store: Store, file_id: str, data: Buffer) -> None:
 
 
 # ---- trunk slots -------------------------------------------------------------------------------------
-def _put_in_free_slot(store: Store, file_id: str, data: Buffer) -> bool:
+def _put_in_free_slot(store: Store, file_id: str, data: Bytes) -> bool:
     """The hot path of replication: a small trunk file that passes every check, into its free slot.
 
     ``False``, with nothing done, for anything else (a slot that is not free included): the full path
@@ -186,7 +186,7 @@ def _put_in_free_slot(store: Store, file_id: str, data: Buffer) -> bool:
     return True
 
 
-def _decode_slot(store: Store, file_id: str, data: Buffer) -> tuple[int, int, int, tuple[int, int, int], bytes] | None:
+def _decode_slot(store: Store, file_id: str, data: Bytes) -> tuple[int, int, int, tuple[int, int, int], bytes] | None:
     """``(trunk_id, offset, alloc_size, (store_path, sub_high, sub_low), header)`` of a trunk file's ID
     of this store's group and store paths that names ``data`` (its size and crc32) in a slot that fits
     a container; ``None`` for anything else.
@@ -220,7 +220,7 @@ def _decode_slot(store: Store, file_id: str, data: Buffer) -> tuple[int, int, in
     return trunk_id, offset, alloc, home, HEADER.pack(TYPE_FILE, alloc, size, crc, mtime, raw[start + 53 :])
 
 
-def write_slot(replica: ReplicaTarget, data: Buffer | None, spooled: Spooled | None) -> None:
+def write_slot(replica: ReplicaTarget, data: Bytes | None, spooled: Spooled | None) -> None:
     """Write a checked trunk replica (from memory or a spool file) into exactly the slot its ID names."""
     store = replica.store
     if store._dedup:
@@ -232,7 +232,7 @@ def write_slot(replica: ReplicaTarget, data: Buffer | None, spooled: Spooled | N
         _write_slot(replica, data, spooled)
 
 
-def _write_slot(replica: ReplicaTarget, data: Buffer | None, spooled: Spooled | None) -> None:
+def _write_slot(replica: ReplicaTarget, data: Bytes | None, spooled: Spooled | None) -> None:
     """Reserve the slot and write it; or, with dedup, find it holding the same bytes (then shared)."""
     store, parsed = replica.store, replica.parsed
     trunk = parsed.trunk
@@ -261,7 +261,7 @@ def _write_slot(replica: ReplicaTarget, data: Buffer | None, spooled: Spooled | 
     pool.wait(ticket)
 
 
-def _slot_taken(replica: ReplicaTarget, data: Buffer | None, spooled: Spooled | None) -> None:
+def _slot_taken(replica: ReplicaTarget, data: Bytes | None, spooled: Spooled | None) -> None:
     """The slot of a replica is not free: :class:`AlreadyExists` if it holds this very file; with dedup,
     return once it is marked shared if it holds the same bytes; else :class:`SlotConflict`."""
     store, parsed, file_id = replica.store, replica.parsed, replica.file_id
@@ -280,7 +280,7 @@ def _slot_taken(replica: ReplicaTarget, data: Buffer | None, spooled: Spooled | 
     )
 
 
-def _share(replica: ReplicaTarget, data: Buffer | None, spooled: Spooled | None) -> bool:
+def _share(replica: ReplicaTarget, data: Bytes | None, spooled: Spooled | None) -> bool:
     """Mark the replica's slot shared if a registered holder has the same bytes there (the owner gave one
     slot to several uploads); the caller registers the replica as one more holder.  Dedup lock held."""
     store, parsed = replica.store, replica.parsed
@@ -323,7 +323,7 @@ def _slot_key(parsed: FileId) -> bytes:
 
 
 # ---- appender files ----------------------------------------------------------------------------------
-def append(store: Store, file_id: str, offset: int, data: bytes) -> None:
+def append(store: Store, file_id: str, offset: int, data: Bytes) -> None:
     """See :meth:`Store.append_replica`."""
     store._live()
     if not isinstance(offset, int) or offset < 0:

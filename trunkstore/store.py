@@ -17,12 +17,14 @@ from typing import Any, BinaryIO
 
 from trunkstore import appender, dedup, filemeta, plainfiles, reading, replica, upload
 from trunkstore import fileid as fid
+from trunkstore.buffers import Bytes, byte_view
 from trunkstore.checksum import crc32
 from trunkstore.config import StoreConfig
 from trunkstore.diskio import write_file_atomic
 from trunkstore.errors import (
     FileNotFound,
     FormatMismatch,
+    InvalidArgument,
     InvalidFileId,
     StoreClosed,
 )
@@ -164,12 +166,14 @@ class Store:
         return f"{self.group}/M{store_path:02X}/{high:02X}/{low:02X}/{name}"
 
     # ---- writing ----------------------------------------------------------------------------------
-    def put(self, data: bytes | bytearray | memoryview, ext: str = "") -> str:
+    def put(self, data: Bytes, ext: str = "") -> str:
         """Store ``data``; returns its new file ID."""
         if self._closed:
             self._live()
         if ext not in self._ext_ok:
             self._check_ext(ext)
+        if data.__class__ is not bytes:
+            data = byte_view(data)
         counters = self.counters
         counters.upload_total += 1
         size = len(data)
@@ -184,7 +188,7 @@ class Store:
         counters.upload_bytes += size
         return file_id
 
-    def _put_bytes(self, data: bytes | bytearray | memoryview, ext: str, store_path: int = -1) -> str:
+    def _put_bytes(self, data: Bytes, ext: str, store_path: int = -1) -> str:
         """Store bytes held in memory: a trunk slot when they fit, else a plain file; dedup when enabled.
 
         ``store_path`` >= 0: where the trunk slot goes, its space admitted already (by an upload).
@@ -200,9 +204,7 @@ class Store:
             return file_id
         return self._put_plain_bytes(data, ext)
 
-    def _write_trunk(
-        self, data: bytes | bytearray | memoryview, size: int, crc: int, ext: str, store_path: int = -1
-    ) -> tuple[str, int]:
+    def _write_trunk(self, data: Bytes, size: int, crc: int, ext: str, store_path: int = -1) -> tuple[str, int]:
         """Write one small file into a slot; returns its ID and the ticket to wait on for durability.
 
         ``store_path`` < 0: pick one and admit the slot's space here.
@@ -234,7 +236,7 @@ class Store:
             self._source, timestamp, size, crc, container.trunk_id, offset, alloc, tail, container.id_prefix
         )
 
-    def _put_plain_bytes(self, data: bytes | bytearray | memoryview, ext: str) -> str:
+    def _put_plain_bytes(self, data: Bytes, ext: str) -> str:
         return upload.upload_all(upload.open_upload(self, len(data), ext, counted=False, dedup=False), [data])
 
     def open_upload(self, size: int, ext: str = "", *, appender: bool = False) -> Upload:
@@ -267,14 +269,20 @@ class Store:
                 return upload.put_stream(self, handle, ext)
         return upload.put_stream(self, source, ext)
 
-    def put_many(self, items: Iterable[bytes | tuple[bytes, str]]) -> list[str]:
+    def put_many(self, items: Iterable[Bytes | tuple[Bytes, str]]) -> list[str]:
         """Store several files; the small ones share one durable commit.  Returns their IDs in order."""
         self._live()
         ids: list[str] = []
         last_ticket = 0
         try:
             for item in items:
-                data, ext = (item, "") if isinstance(item, (bytes, bytearray, memoryview)) else item
+                if isinstance(item, tuple):
+                    if len(item) != 2:
+                        raise InvalidArgument(f"put_many takes data or (data, ext) pairs, not a {len(item)}-tuple")
+                    data, ext = item
+                else:
+                    data, ext = item, ""
+                data = byte_view(data)
                 size = len(data)
                 if self._dedup or size + HEADER_SIZE > self._slot_max:
                     ids.append(self.put(data, ext))
@@ -421,17 +429,18 @@ class Store:
     def _file_lock(self, key: str) -> threading.Lock:
         return self._file_locks[hash(key) % len(self._file_locks)]
 
-    def put_appender(self, data: bytes = b"", ext: str = "") -> str:
+    def put_appender(self, data: Bytes = b"", ext: str = "") -> str:
         """Store an appender file: a plain file that can later be appended to, modified and truncated."""
+        data = byte_view(data)
         return upload.upload_all(self.open_upload(len(data), ext, appender=True), [data])
 
-    def append(self, file_id: str, data: bytes) -> int:
+    def append(self, file_id: str, data: Bytes) -> int:
         """Append to an appender file; returns its new size."""
-        return appender.append(self, file_id, data)
+        return appender.append(self, file_id, byte_view(data))
 
-    def modify(self, file_id: str, offset: int, data: bytes) -> int:
+    def modify(self, file_id: str, offset: int, data: Bytes) -> int:
         """Overwrite an appender file's bytes at ``offset`` (at most its size); returns its new size."""
-        return appender.modify(self, file_id, offset, data)
+        return appender.modify(self, file_id, offset, byte_view(data))
 
     def truncate(self, file_id: str, size: int = 0, *, expected_size: int | None = None) -> bool:
         """Cut an appender file to ``size`` bytes (at most its current size).  With ``expected_size``,
@@ -442,10 +451,11 @@ class Store:
         """Turn an appender file into a normal file: a new ID with its real size and crc32."""
         return appender.regenerate_name(self, file_id)
 
-    def put_slave(self, master_id: str, prefix: str, data: bytes | BinaryIO, ext: str = "") -> str:
+    def put_slave(self, master_id: str, prefix: str, data: Bytes | BinaryIO, ext: str = "") -> str:
         """Store a slave file named after its master (``<master name><prefix>.<ext>``)."""
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return upload.upload_all(self.open_slave_upload(master_id, prefix, len(data), ext), [data])
+            content = byte_view(data)
+            return upload.upload_all(self.open_slave_upload(master_id, prefix, len(content), ext), [content])
         self._live()
         self._check_ext(ext)
         self.counters.upload_total += 1
@@ -457,13 +467,13 @@ class Store:
         exactly ``file_id``.  :class:`AlreadyExists` if it is here already, at once or at the commit."""
         return replica.open_upload(self, file_id, size)
 
-    def put_replica(self, file_id: str, data: bytes) -> None:
+    def put_replica(self, file_id: str, data: Bytes) -> None:
         """Store another storage's file under exactly ``file_id`` (see :meth:`open_replica_upload`)."""
-        replica.put(self, file_id, data)
+        replica.put(self, file_id, byte_view(data))
 
-    def append_replica(self, file_id: str, offset: int, data: bytes) -> None:
+    def append_replica(self, file_id: str, offset: int, data: Bytes) -> None:
         """Apply an append another storage made at ``offset`` (its size then) of an appender file."""
-        replica.append(self, file_id, offset, data)
+        replica.append(self, file_id, offset, byte_view(data))
 
     def rename_replica(self, src_id: str, dest_id: str) -> None:
         """Apply another storage's renaming of appender file ``src_id`` to normal file ``dest_id``."""

@@ -13,6 +13,7 @@ import mmap
 import os
 
 from trunkstore import diskio
+from trunkstore.buffers import Bytes
 from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
 
 
@@ -90,7 +91,7 @@ class TrunkContainer:
             view = view[written:]
             offset += written
 
-    def write_slot(self, offset: int, header: bytes, data: bytes | bytearray | memoryview) -> None:
+    def write_slot(self, offset: int, header: bytes, data: Bytes) -> None:
         """Write a slot's header and data back to back, in one system call when possible."""
         written = os.pwritev(self.fd, (header, data), offset)
         # A memoryview's len() counts items, which may be wider than a byte.

@@ -26,9 +26,9 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeAlias
 
 from trunkstore import journal, recovery
+from trunkstore.buffers import Bytes
 from trunkstore.config import StoreConfig
 from trunkstore.errors import CorruptData, FileNotFound, InvalidArgument, SlotConflict, StoreClosed, StoreFull
 from trunkstore.fastpath import SlotMap
@@ -42,8 +42,6 @@ from trunkstore.slot import HEADER, HEADER_SIZE, TYPE_FILE, TYPE_SHARED
 from trunkstore.slotstarts import SlotStarts, walk_starts
 from trunkstore.staging import Staged
 from trunkstore.trunk import TrunkContainer
-
-Buffer: TypeAlias = bytes | bytearray | memoryview
 
 #: Removed containers are closed a batch at a time, at a snapshot or when this many more were removed.
 _RETIRED_BATCH = 256
@@ -166,7 +164,7 @@ class TrunkPool:
         return extent
 
     def write_slot(
-        self, store_path: int, alloc: int, file_size: int, crc: int, mtime: int, ext7: bytes, data: Buffer
+        self, store_path: int, alloc: int, file_size: int, crc: int, mtime: int, ext7: bytes, data: Bytes
     ) -> tuple[TrunkContainer, int, int, int]:
         """Allocate, write and publish one small file's slot under a single hold of the lock.
 
@@ -214,7 +212,7 @@ class TrunkPool:
         return reservation.container, reservation.offset, reservation.size, ticket
 
     def fill(
-        self, reservation: Reservation, header: bytes, data: Buffer | None, source_fd: int = -1, count: int = 0
+        self, reservation: Reservation, header: bytes, data: Bytes | None, source_fd: int = -1, count: int = 0
     ) -> int:
         """Write a reserved slot's header and data (``data``, or ``count`` bytes from the start of the file
         ``source_fd``) and :meth:`confirm` it; the reservation is released if that fails.  Returns the ticket."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from trunkstore import fileid as fid
 from trunkstore import plainfiles
+from trunkstore.buffers import Bytes
 from trunkstore.dedup import ContentHasher, link_to_holder, plain_holder_path
 from trunkstore.diskio import fsync_dir
 from trunkstore.errors import FileExists, InvalidArgument
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from trunkstore.replica import ReplicaTarget
     from trunkstore.store import Store
 
-Buffer = bytes | bytearray | memoryview
 
 _OPEN, _COMMITTED, _CLOSED = "open", "committed", "closed"
 
@@ -130,7 +130,7 @@ class Upload:
         self._cleanup = weakref.finalize(self, _give_back, guard, store_path, admitted, self._writer)
 
     # ---- receiving --------------------------------------------------------------------------------
-    def write(self, data: Buffer) -> None:
+    def write(self, data: Bytes) -> None:
         """Add the next bytes; :class:`InvalidArgument` if they would exceed the announced size."""
         if self._state is not _OPEN:
             raise InvalidArgument(f"the upload is {self._state}")
@@ -315,7 +315,7 @@ def open_slave_upload(store: Store, master_id: str, prefix: str, size: int, ext:
     return Upload(store, size, ext, master.store_path, slave=(master_id, path, file_id))
 
 
-def upload_all(upload: Upload, chunks: Iterable[Buffer]) -> str:
+def upload_all(upload: Upload, chunks: Iterable[Bytes]) -> str:
     """Write every chunk and commit; the upload is aborted if anything fails."""
     with upload:
         for chunk in chunks:

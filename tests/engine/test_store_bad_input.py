@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import errno
 import io
 import os
@@ -468,3 +469,40 @@ def test_enospc_writing_a_plain_file_leaves_nothing(monkeypatch, open_store, sto
     assert store.get(appender) == b"start"
     check_store(store)
     assert store.get(store.put(b"p" * 100_000)) == b"p" * 100_000
+
+
+# ---- what counts as a file's bytes --------------------------------------------------------------------
+def test_any_contiguous_buffer_is_stored_byte_for_byte(store, check_store):
+    # len() of a memoryview of wider items counts items: the ID must still record the size in bytes.
+    numbers = array.array("i", range(1000))
+    expected = numbers.tobytes()
+    small = store.put(memoryview(numbers))
+    large = store.put(memoryview(array.array("q", range(200_000))))
+    many = store.put_many([memoryview(numbers), (memoryview(numbers), "bin")])
+    appended = store.put_appender(memoryview(numbers))
+    assert store.append(appended, memoryview(array.array("h", [1, 2]))) == len(expected) + 4
+    for file_id in (small, *many):
+        assert store.get(file_id) == expected and store.stat(file_id).size == 4000
+    assert store.get(large) == array.array("q", range(200_000)).tobytes()
+    assert store.get(appended) == expected + array.array("h", [1, 2]).tobytes()
+    slave = store.put_slave(large, "_s", memoryview(numbers), "bin")
+    assert store.get(slave) == expected
+    check_store(store)
+
+
+@pytest.mark.parametrize(
+    "data", ["text", 12, memoryview(b"every other byte")[::2], None], ids=["str", "int", "strided", "none"]
+)
+def test_data_without_a_flat_buffer_is_invalid_and_stores_nothing(store, data):
+    before = store.stats()
+    for call in (
+        lambda: store.put(data),
+        lambda: store.put_many([data]),
+        lambda: store.put_appender(data),
+    ):
+        with pytest.raises(InvalidArgument, match="contiguous bytes-like object"):
+            call()
+    with pytest.raises(InvalidArgument, match="pairs, not a 3-tuple"):
+        store.put_many([(b"data", "bin", "extra")])
+    after = store.stats()
+    assert (after.counters, after.trunk_free_bytes) == (before.counters, before.trunk_free_bytes)
