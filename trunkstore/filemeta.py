@@ -17,8 +17,11 @@ def set_meta(store: Store, file_id: str, meta: Mapping[str, str], merge: bool) -
     store._live()
     store.counters.set_meta_total += 1
     parsed = store._parse(file_id)
-    store.stat(file_id)  # the file must exist
-    store._meta.set_meta(parsed.remote_filename, meta, merge=merge)
+    # Under the file's lock: an appender file being renamed (regenerate) moves its metadata, and a
+    # change made meanwhile to the old name would be lost with it.
+    with store._file_lock(parsed.remote_filename):
+        store.stat(file_id)  # the file must exist
+        store._meta.set_meta(parsed.remote_filename, meta, merge=merge)
     store.counters.set_meta_ok += 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import threading
 import zlib
 
@@ -120,6 +121,36 @@ def test_append_to_the_wrong_kind_of_file(small_store):
     small_store.delete(gone)
     with pytest.raises(FileNotFound):
         small_store.append(gone, b"y")
+
+
+def test_metadata_set_while_an_appender_file_is_renamed_is_never_lost(small_store, monkeypatch):
+    file_id = small_store.put_appender(b"content")
+    small_store.set_meta(file_id, {"v": "1"})
+    outcome: dict[str, object] = {}
+    real_link = os.link
+
+    def set_meta_meanwhile() -> None:
+        try:
+            small_store.set_meta(file_id, {"v": "2"})
+            outcome["set"] = True
+        except FileNotFound:
+            outcome["set"] = False  # after the rename: the old ID is gone
+
+    def link_slowly(src, dst, *args, **kwargs):
+        # The rename has read the metadata it moves: a change to the old name now must wait for it.
+        racer = threading.Thread(target=set_meta_meanwhile)
+        racer.start()
+        racer.join(0.3)
+        real_link(src, dst, *args, **kwargs)
+        outcome["racer"] = racer
+
+    monkeypatch.setattr(os, "link", link_slowly)
+    new_id = small_store.regenerate_appender_name(file_id)
+    racer = outcome["racer"]
+    assert isinstance(racer, threading.Thread)
+    racer.join(30)
+    assert outcome["set"] is False
+    assert small_store.get_meta(new_id) == {"v": "1"}
 
 
 def test_regenerate_appender_name(small_store, check_store):
