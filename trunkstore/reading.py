@@ -184,9 +184,14 @@ def locate(store: Store, file_id: str) -> tuple[str, int, int]:
         return container.path, parsed.trunk.offset + HEADER_SIZE, size
     path = store.layout.file_path(parsed)
     try:
-        return path, 0, os.stat(path).st_size
+        size = os.stat(path).st_size
     except FileNotFoundError:
         raise FileNotFound(f"no file {file_id}") from None
+    # What the caller sends from here is not checked again: a normal file cut short or grown is
+    # refused now, as a read of it would be.
+    if parsed.kind is FileKind.NORMAL and size != parsed.declared_size:
+        raise size_failure(file_id, size, parsed.declared_size)
+    return path, 0, size
 
 
 def stat(store: Store, file_id: str) -> FileStat:

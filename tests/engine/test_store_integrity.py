@@ -42,15 +42,18 @@ def test_scrub_checks_deduplicated_plain_files_under_each_id(open_store: Callabl
     assert sorted(report.corrupt) == sorted(f"{f}: stored bytes fail their crc32 check" for f in (first, second))
 
 
-def test_a_normal_plain_file_cut_short_is_corrupt_to_get_and_scrub(open_store: Callable[..., Store]) -> None:
+def test_a_normal_plain_file_cut_short_is_corrupt_to_get_locate_and_scrub(open_store: Callable[..., Store]) -> None:
     store = open_store(**PLAIN_FILES)
     file_id = store.put(os.urandom(LARGE))
-    os.truncate(store.locate(file_id)[0], LARGE - 10)
+    path = store.locate(file_id)[0]
+    os.truncate(path, LARGE - 10)
     problem = f"{file_id}: {LARGE - 10} bytes on disk, its ID says {LARGE}"
     with pytest.raises(CorruptData, match=problem):
         store.get(file_id)
     with pytest.raises(CorruptData, match=problem):
         store.get(file_id, 0, 5)
+    with pytest.raises(CorruptData, match=problem):
+        store.locate(file_id)  # what a server sends a download from
     assert store.scrub().corrupt == [problem]
 
 
