@@ -164,8 +164,8 @@ def plain_holder_path(store: Store, digest: bytes, spooled: Spooled) -> str | No
         return None
     path = store.layout.file_path(parsed)
     try:
-        usable = os.path.getsize(path) == spooled.size and same_bytes(path, 0, spooled.size, spooled.path)
         holder_stat = os.stat(path)
+        usable = holder_stat.st_size == spooled.size and same_bytes(path, 0, spooled.size, spooled.path)
     except OSError:
         usable = False
     if not usable or holder_stat.st_nlink >= _link_max(path):

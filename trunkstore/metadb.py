@@ -193,22 +193,19 @@ class MetaDB:
 
     @staticmethod
     def _count_down(db: sqlite3.Connection, digest: bytes, dropped: str) -> int:
-        """Update ``digest``'s content row for the holder ``dropped`` just deleted; returns the holders left.
+        """Rewrite ``digest``'s content row once the holder ``dropped`` is deleted; returns the holders left.
 
-        The remaining holder rows decide: a content row whose count says otherwise (or that is missing)
-        was left by a change that was not atomic, and is rewritten from the rows.
+        The count is taken from the holder rows (so a content row left wrong or missing by a change that
+        was not atomic is mended here); the named holder stays named unless it is the one dropped.
         """
-        other = db.execute("SELECT file_id FROM holders WHERE digest = ? LIMIT 1", (digest,)).fetchone()
-        if other is None:
+        (remaining,) = db.execute("SELECT COUNT(*) FROM holders WHERE digest = ?", (digest,)).fetchone()
+        if not remaining:
             db.execute("DELETE FROM content WHERE digest = ?", (digest,))
             return 0
-        content = db.execute("SELECT file_id, refs FROM content WHERE digest = ?", (digest,)).fetchone()
-        named, refs = (other[0], 0) if content is None else content
-        if named == dropped:
-            named = other[0]
-        remaining = int(refs) - 1
-        if remaining < 1:
-            (remaining,) = db.execute("SELECT COUNT(*) FROM holders WHERE digest = ?", (digest,)).fetchone()
+        content = db.execute("SELECT file_id FROM content WHERE digest = ?", (digest,)).fetchone()
+        named = None if content is None else content[0]
+        if named is None or named == dropped:
+            (named,) = db.execute("SELECT file_id FROM holders WHERE digest = ? LIMIT 1", (digest,)).fetchone()
         db.execute(
             "INSERT INTO content (digest, file_id, refs) VALUES (?, ?, ?) "
             "ON CONFLICT(digest) DO UPDATE SET file_id = excluded.file_id, refs = excluded.refs",

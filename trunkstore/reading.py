@@ -87,6 +87,12 @@ def size_failure(file_id: str, on_disk: int, declared: int) -> CorruptData:
     return CorruptData(f"{file_id}: {on_disk} bytes on disk, its ID says {declared}")
 
 
+def _check_size(parsed: FileId, file_id: str, size: int) -> None:
+    """:class:`CorruptData` if a normal file's ``size`` on disk is not its ID's."""
+    if parsed.kind is FileKind.NORMAL and size != parsed.declared_size:
+        raise size_failure(file_id, size, parsed.declared_size)
+
+
 def _open_plain(store: Store, parsed: FileId, file_id: str) -> tuple[int, int]:
     """``(fd, size)`` of a plain file; :class:`CorruptData` if it is a normal file of another size than its ID's.
 
@@ -97,8 +103,7 @@ def _open_plain(store: Store, parsed: FileId, file_id: str) -> tuple[int, int]:
     fd = plainfiles.open_existing(store.layout.file_path(parsed))
     try:
         size = os.fstat(fd).st_size
-        if parsed.kind is FileKind.NORMAL and size != parsed.declared_size:
-            raise size_failure(file_id, size, parsed.declared_size)
+        _check_size(parsed, file_id, size)
     except BaseException:
         os.close(fd)
         raise
@@ -189,8 +194,7 @@ def locate(store: Store, file_id: str) -> tuple[str, int, int]:
         raise FileNotFound(f"no file {file_id}") from None
     # What the caller sends from here is not checked again: a normal file cut short or grown is
     # refused now, as a read of it would be.
-    if parsed.kind is FileKind.NORMAL and size != parsed.declared_size:
-        raise size_failure(file_id, size, parsed.declared_size)
+    _check_size(parsed, file_id, size)
     return path, 0, size
 
 

@@ -71,11 +71,10 @@ class BinlogSync:
         return self.binlog.synced >= position
 
     def _may_be_lost(self, position: BinlogPosition) -> OSError | None:
-        """The error of the failed sync after which the records before ``position`` may be lost."""
+        """The error of the failed sync after which the records before ``position``, not yet known to be on
+        disk, may be lost."""
         failed = self._failed
-        if failed is not None and position <= failed[0] and not self.binlog.synced >= position:
-            return failed[1]
-        return None
+        return failed[1] if failed is not None and position <= failed[0] else None
 
     def _sync(self) -> None:
         """Sync the binlog (in a worker thread), noting a failure for every waiter it concerns."""

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +88,25 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
         yield started
 
 
+def upload_deleting_some(
+    address: str, count: int, *, every: int, size: Callable[[int], int]
+) -> tuple[dict[str, bytes], list[str]]:
+    """``count`` uploads of random bytes (``size(number)`` of them), every ``every``-th deleted again at
+    once: ``({name: data} kept, [names deleted])``."""
+    kept: dict[str, bytes] = {}
+    deleted: list[str] = []
+    with WireClient(address) as wire:
+        for number in range(count):
+            data = os.urandom(size(number))
+            name = upload(wire, data)
+            if number % every == 0:
+                assert delete(wire, name)[0] == 0
+                deleted.append(name)
+            else:
+                kept[name] = data
+    return kept, deleted
+
+
 def test_every_kind_of_change_reaches_the_peer(pair: Pair) -> None:
     small, medium, large = os.urandom(1000), os.urandom(100 * 1024), os.urandom(3 * MIB)
     with WireClient(pair.a.address) as wire:
@@ -147,16 +166,7 @@ def test_replication_goes_both_ways_without_sharing_trunk_containers(pair: Pair)
 
 def test_a_restarted_peer_catches_up(pair: Pair, tmp_path: Path) -> None:
     pair.b.stop()
-    kept, deleted = {}, []
-    with WireClient(pair.a.address) as wire:
-        for number in range(60):
-            data = os.urandom(300)
-            name = upload(wire, data)
-            if number % 3 == 0:
-                assert delete(wire, name)[0] == 0
-                deleted.append(name)
-            else:
-                kept[name] = data
+    kept, deleted = upload_deleting_some(pair.a.address, 60, every=3, size=lambda _number: 300)
     with start_storage(tmp_path, [pair.tracker], base_path=pair.b.base_path, **member_conf(2)) as b:
         for name, data in kept.items():
             wait_for(lambda name=name, data=data: has(b, name, data), message=f"{name} on the restarted peer")
@@ -356,16 +366,7 @@ def test_durable_replicas_stored_side_by_side_keep_their_order(tmp_path: Path) -
     # answers them in order, and a delete waits for the creates before it.
     with started_pair(tmp_path, sync_mode="always") as started:
         a, b = started.a, started.b
-        kept, deleted = {}, []
-        with WireClient(a.address) as wire:
-            for number in range(150):
-                data = os.urandom(100 + number)
-                name = upload(wire, data)
-                if number % 5 == 0:
-                    assert delete(wire, name)[0] == 0
-                    deleted.append(name)
-                else:
-                    kept[name] = data
+        kept, deleted = upload_deleting_some(a.address, 150, every=5, size=lambda number: 100 + number)
         for name, data in kept.items():
             wait_for(lambda name=name, data=data: has(b, name, data), message=f"{name} on the peer")
         assert all(gone(b, name) for name in deleted)
