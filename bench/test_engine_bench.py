@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from bench.baselines import BACKENDS, Backend, disk_usage, open_backend
+from bench.bounds import dense_layout_bound
 
 QUICK = os.environ.get("TRUNKSTORE_BENCH_QUICK") == "1"
 SIZES = (1024, 4096, 65536)
@@ -278,6 +279,43 @@ def test_durable_put(benchmark: Any, workdir: str, name: str, variant: str, size
            latencies_ns=latencies)
 
 
+@sizes
+def test_durable_disk_ceiling(benchmark: Any, workdir: str, size: int) -> None:
+    """The most any store could do here: each batch of 64 objects appended to one file by ``writev``,
+    then one ``fdatasync``; no allocation, no index, no record of where anything is.
+
+    Not a backend (nothing can be read back by key): the upper bound that durable batched puts of every
+    backend are measured against, on the same disk in the same run.
+    """
+    items = payloads(size, DURABLE_OPS["batch64"])
+    benchmark.group = f"durable put {SIZE_IDS[size]}"
+    fd = os.open(os.path.join(workdir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    clock = time.perf_counter_ns
+
+    def append_all(objects: list[bytes]) -> list[int]:
+        latencies = []
+        for first in range(0, len(objects), BATCH):
+            start = clock()
+            batch = objects[first : first + BATCH]
+            pending = sum(map(len, batch))
+            written = os.writev(fd, batch)
+            if written < pending:  # a short write: the rest, byte-exact
+                rest = memoryview(b"".join(batch))[written:]
+                while rest:
+                    rest = rest[os.write(fd, rest) :]
+            os.fdatasync(fd)
+            latencies.extend([clock() - start] * len(batch))
+        return latencies
+
+    try:
+        benchmark.pedantic(append_all, args=(items,), rounds=DURABLE_ROUNDS, iterations=1)
+        latencies = append_all(items[: DURABLE_SAMPLE_OPS["batch64"]])
+    finally:
+        os.close(fd)
+    record(benchmark, workload="durable put", variant="ceiling", backend="disk", size=size, ops=len(items),
+           latencies_ns=latencies)
+
+
 # ---- space on disk ----------------------------------------------------------------------------------
 DISK_CASES = [("trunkstore", "random"), ("trunkstore", "oldest"), ("files", "random"), ("sqlite", "random")]
 
@@ -301,7 +339,8 @@ def test_disk_usage(benchmark: Any, workdir: str, name: str, deletion: str) -> N
         payload = size * len(keys)
         full = disk_usage(workdir)
         half = len(keys) // 2
-        victims = random.Random(SEED).sample(keys, half) if deletion == "random" else keys[:half]
+        positions = random.Random(SEED).sample(range(len(keys)), half) if deletion == "random" else range(half)
+        victims = [keys[i] for i in positions]
         for key in victims:
             backend.delete(key)
         live = payload - size * half
@@ -322,4 +361,6 @@ def test_disk_usage(benchmark: Any, workdir: str, name: str, deletion: str) -> N
         du_after_delete_ratio=after_delete / live,
         du_after_close_bytes=after_close,
         du_after_close_ratio=after_close / live,
+        dense_layout_after_delete_ratio=dense_layout_bound(len(keys), size, set(positions)) / live,
     )
+
