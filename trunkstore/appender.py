@@ -100,7 +100,7 @@ def regenerate_name(store: Store, file_id: str) -> str:
     it: the new name is linked and given a copy of the metadata while the old name still stands; removing
     the old name is the switch; the old name's metadata row is deleted last.  A crash before the switch
     leaves the new name as an extra link nobody was given (and the copy of the metadata), one after it
-    an unused metadata row under the old name.
+    an unused metadata row under the old name; ``check(fix=True)`` removes either.
     """
     store._live()
     parsed, path = appender_path(store, file_id)

@@ -130,6 +130,11 @@ class MetaDB:
         with self._lock:
             self._db.execute("UPDATE meta SET file = ? WHERE file = ?", (new, old))
 
+    def meta_files(self) -> list[str]:
+        """The remote file names that have metadata."""
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT file FROM meta")]
+
     def meta_count(self) -> int:
         return int(self._meta_rows)
 
@@ -212,6 +217,11 @@ class MetaDB:
             (digest, named, remaining),
         )
         return int(remaining)
+
+    def holder_ids(self) -> list[str]:
+        """The file IDs registered as dedup holders."""
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT file_id FROM holders")]
 
     def holder_count(self) -> int:
         return int(self._holder_rows)

@@ -38,11 +38,17 @@ class StoreStats:
 
 @dataclass(frozen=True, slots=True)
 class CheckReport:
-    """Problems found by :meth:`Store.check`, and what ``fix=True`` repaired."""
+    """Problems found by :meth:`Store.check`, leftovers, and what ``fix=True`` repaired or removed.
+
+    ``problems`` are broken invariants.  ``leftovers`` are what a change cut short by a crash left
+    besides the files (a metadata row of a deleted file, a second name nobody was given): harmless to
+    every read and write, and not counted against ``ok``; they only take room until removed.
+    """
 
     problems: list[str] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)
     slots_checked: int = 0
+    leftovers: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -490,7 +490,9 @@ class Store:
 
     # ---- inspection -------------------------------------------------------------------------------
     def check(self, fix: bool = False) -> CheckReport:
-        """Verify every invariant: free-space trees, containers, and each allocated slot's header."""
+        """Verify every invariant: free-space trees, containers, and each allocated slot's header; and find
+        what a change cut short by a crash can leave besides the files (:mod:`trunkstore.leftovers`).
+        ``fix=True`` frees leaked space and removes such leftovers."""
         from trunkstore.verify import check_store
 
         self._live()

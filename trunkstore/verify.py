@@ -12,6 +12,7 @@ from trunkstore.checksum import crc32
 from trunkstore.errors import FileNotFound, InvalidArgument
 from trunkstore.fileid import FileId, FileKind
 from trunkstore.freespace import FreeSpace, FreeSpaceError
+from trunkstore.leftovers import check_leftovers
 from trunkstore.reports import CheckReport, ScrubReport
 from trunkstore.slot import HEADER_SIZE
 from trunkstore.slotstarts import next_valid_slot
@@ -75,7 +76,9 @@ def check_store(store: Store, pool: TrunkPool, *, fix: bool) -> CheckReport:
         for trunk_id, offset, size in leaks:
             pool.wait(pool.free(trunk_id, offset, size, None))
             fixed.append(f"trunk {trunk_id}: freed {size} leaked bytes at {offset}")
-    return CheckReport(problems=problems, fixed=fixed, slots_checked=checked)
+    leftovers = check_leftovers(store, plain_files(store), fix=fix)
+    fixed += leftovers.removed
+    return CheckReport(problems=problems, fixed=fixed, slots_checked=checked, leftovers=leftovers.found)
 
 
 def scrub_store(store: Store, pool: TrunkPool) -> ScrubReport:
@@ -98,7 +101,9 @@ def scrub_store(store: Store, pool: TrunkPool) -> ScrubReport:
                 corrupt.append(f"trunk {container.trunk_id} slot at {offset} ({size} bytes)")
     # (size, crc32) of the inodes with several names that were read already, or why one cannot be read.
     linked: dict[tuple[int, int], tuple[int, int] | str] = {}
-    for file_id, parsed, path, st in _normal_plain_files(store):
+    for file_id, parsed, path, st in plain_files(store):
+        if parsed.kind is not FileKind.NORMAL:
+            continue
         content = linked.get((st.st_dev, st.st_ino))
         if content is None:
             try:
@@ -118,22 +123,20 @@ def scrub_store(store: Store, pool: TrunkPool) -> ScrubReport:
     return ScrubReport(files_checked=files, bytes_checked=total, corrupt=corrupt)
 
 
-def _normal_plain_files(store: Store) -> Iterator[tuple[str, FileId, str, os.stat_result]]:
-    """``(file ID, parsed ID, path, lstat)`` of every regular file in the data directories named as a normal file."""
+def plain_files(store: Store) -> Iterator[tuple[str, FileId, str, os.stat_result]]:
+    """``(file ID, parsed ID, path, lstat)`` of every regular file in the data directories named as a file ID."""
     for index, directory in enumerate(store.layout.store_dirs):
         data_dir = os.path.join(directory, "data")
         for dirpath, _dirnames, filenames in os.walk(data_dir):
             for name in filenames:
                 if name.isdigit():
-                    continue  # a trunk container, scrubbed slot by slot
+                    continue  # a trunk container, checked slot by slot
                 rel = os.path.relpath(os.path.join(dirpath, name), data_dir)
                 file_id = f"{store.group}/M{index:02X}/{rel}"
                 try:
                     parsed = store._parse(file_id)
                 except InvalidArgument:
                     continue  # no file ID: not the store's
-                if parsed.kind is not FileKind.NORMAL:
-                    continue
                 path = os.path.join(dirpath, name)
                 try:
                     st = os.lstat(path)
