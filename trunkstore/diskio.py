@@ -62,15 +62,11 @@ def clear_range(fd: int, offset: int, length: int, free_start: int, free_end: in
     end = offset + length
     page_start = max(-(-free_start // PAGE), offset // PAGE) * PAGE
     page_end = min(free_end // PAGE, -(-end // PAGE)) * PAGE
-    punched = page_end > page_start and punch_hole(fd, page_start, page_end - page_start)
-    if not punched:
+    # One call for the range and the pages around it: a punch zero-fills the partial pages at its ends
+    # itself, so the bytes of the range outside whole pages need no writes of their own.
+    start = min(offset, page_start)
+    if page_end <= page_start or not punch_hole(fd, start, max(end, page_end) - start):
         zero_range(fd, offset, length)
-        return
-    if offset < page_start:
-        zero_range(fd, offset, min(end, page_start) - offset)
-    if end > page_end:
-        start = max(offset, page_end)
-        zero_range(fd, start, end - start)
 
 
 def fsync_dir(path: str) -> None:
