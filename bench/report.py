@@ -23,7 +23,7 @@ LABELS = {
     ("sqlite", "single"): "sqlite FULL, txn per put",
     ("sqlite", "batch64"): "sqlite FULL, 64 per txn",
     ("trunkstore", "random, ID cache off"): "trunkstore, ID cache off",
-    ("disk", "ceiling"): "disk ceiling: writev x64 + fdatasync",
+    ("disk", "ceiling"): "disk ceiling: overwrite x64 + fdatasync",
 }
 COLORS = {
     "trunkstore": "#1f77b4",
@@ -36,7 +36,7 @@ COLORS = {
     "sqlite": "#2ca02c",
     "sqlite FULL, txn per put": "#2ca02c",
     "sqlite FULL, 64 per txn": "#98df8a",
-    "disk ceiling: writev x64 + fdatasync": "#7f7f7f",
+    "disk ceiling: overwrite x64 + fdatasync": "#7f7f7f",
 }
 
 
@@ -195,7 +195,7 @@ def targets_table(results: list[Result], disk: list[dict[str, Any]]) -> list[str
         ),
         *(
             _bound(f"bound for any store: disk ceiling / files fsync per file, {SIZE_LABELS[size]}",
-                   ratio(ops("durable put", "disk ceiling: writev x64 + fdatasync", size),
+                   ratio(ops("durable put", "disk ceiling: overwrite x64 + fdatasync", size),
                          ops("durable put", "files, fsync per file", size)), 10)
             for size in SIZE_LABELS
         ),
