@@ -300,12 +300,13 @@ def test_durable_disk_ceiling(benchmark: Any, workdir: str, size: int) -> None:
         for first in range(0, len(objects), BATCH):
             start = clock()
             batch = objects[first : first + BATCH]
-            whole = b"".join(batch) if os.pwritev(fd, batch, offset) < sum(map(len, batch)) else b""
-            if whole:  # a short write: all of it again, byte-exact
-                view = memoryview(whole)
-                while view:
-                    view = view[os.pwrite(fd, view, offset + len(whole) - len(view)) :]
-            offset += sum(map(len, batch))
+            end = offset + sum(map(len, batch))
+            offset += os.pwritev(fd, batch, offset)
+            if offset < end:  # a short write: its last end - offset bytes are still to go
+                rest = memoryview(b"".join(batch))[offset - end :]
+                while rest:
+                    written = os.pwrite(fd, rest, offset)
+                    rest, offset = rest[written:], offset + written
             os.fdatasync(fd)
             latencies.extend([clock() - start] * len(batch))
         return latencies
@@ -370,4 +371,3 @@ def test_disk_usage(benchmark: Any, workdir: str, name: str, deletion: str) -> N
         du_after_close_ratio=after_close / live,
         dense_layout_after_delete_ratio=dense_layout_bound(len(keys), size, set(positions)) / live,
     )
-

@@ -29,9 +29,12 @@ from trunkstore.slot import TYPE_SHARED
 
 if TYPE_CHECKING:
     from trunkstore.store import Store
+    from trunkstore.trunk import TrunkContainer
 
 #: ``(file ID, parsed ID, path, lstat)`` of a plain file.
 PlainFile = tuple[str, fid.FileId, str, os.stat_result]
+#: ``(container, offset, alloc_size)`` of a slot whose header marks it shared by dedup.
+SharedSlot = tuple["TrunkContainer", int, int]
 
 
 @dataclass
@@ -40,13 +43,16 @@ class Findings:
     removed: list[str] = field(default_factory=list)
 
 
-def check_leftovers(store: Store, plain_files: Iterable[PlainFile], *, fix: bool) -> Findings:
-    """``plain_files``: ``(file ID, parsed ID, path, lstat)`` of every plain file of the store."""
+def check_leftovers(
+    store: Store, plain_files: Iterable[PlainFile], shared_slots: Iterable[SharedSlot], *, fix: bool
+) -> Findings:
+    """Every plain file and every shared slot of the store are given, from the walks ``check()`` makes."""
     findings = Findings()
+    holders = store._meta.holder_ids()
     _second_names(store, plain_files, fix, findings)
     _metadata_rows(store, fix, findings)
-    _holder_rows(store, fix, findings)
-    _unheld_shared_slots(store, fix, findings)
+    _holder_rows(store, holders, fix, findings)
+    _unheld_shared_slots(store, shared_slots, _held_slots(holders), fix, findings)
     return findings
 
 
@@ -100,8 +106,8 @@ def _metadata_rows(store: Store, fix: bool, findings: Findings) -> None:
                     findings.removed.append(f"{file_id}: metadata removed")
 
 
-def _holder_rows(store: Store, fix: bool, findings: Findings) -> None:
-    for file_id in store._meta.holder_ids():
+def _holder_rows(store: Store, holders: list[str], fix: bool, findings: Findings) -> None:
+    for file_id in holders:
         if store.exists(file_id):
             continue
         findings.found.append(f"{file_id}: registered as a dedup holder but does not exist")
@@ -111,9 +117,10 @@ def _holder_rows(store: Store, fix: bool, findings: Findings) -> None:
                     findings.removed.append(f"{file_id}: dedup holder row removed")
 
 
-def _held_slots(store: Store) -> set[tuple[int, int]]:
+def _held_slots(holders: list[str]) -> set[tuple[int, int]]:
+    """``(trunk_id, offset)`` of the slots that the holder IDs ``holders`` name."""
     held = set()
-    for file_id in store._meta.holder_ids():
+    for file_id in holders:
         try:
             trunk = fid.parse_file_id(file_id).trunk
         except InvalidArgument:
@@ -123,25 +130,23 @@ def _held_slots(store: Store) -> set[tuple[int, int]]:
     return held
 
 
-def _unheld_shared_slots(store: Store, fix: bool, findings: Findings) -> None:
+def _unheld_shared_slots(
+    store: Store, shared_slots: Iterable[SharedSlot], held: set[tuple[int, int]], fix: bool, findings: Findings
+) -> None:
     pool = store._pool
-    held = _held_slots(store)
-    for container, run in pool.allocated_extents():
-        slots, _ = container.slots(run.offset, run.offset + run.size)
-        for offset, alloc, _size, _crc in slots:
-            key = (container.trunk_id, offset)
-            if key in held or container.read(offset, 1) != TYPE_SHARED:
-                continue
-            findings.found.append(f"trunk {container.trunk_id} slot at {offset}: shared, but no holder names it")
-            if fix:
-                with store._dedup_lock:  # registering a holder takes it
-                    if key in _held_slots(store):
+    for container, offset, alloc in shared_slots:
+        if (container.trunk_id, offset) in held:
+            continue
+        findings.found.append(f"trunk {container.trunk_id} slot at {offset}: shared, but no holder names it")
+        if fix:
+            with store._dedup_lock:  # registering a holder takes it
+                if (container.trunk_id, offset) in _held_slots(store._meta.holder_ids()):
+                    continue
+                try:
+                    header = pool.slot_header(container.trunk_id, offset)
+                    if header[:1] != TYPE_SHARED:
                         continue
-                    try:
-                        header = pool.slot_header(container.trunk_id, offset)
-                        if header[:1] != TYPE_SHARED:
-                            continue
-                        pool.wait(pool.free(container.trunk_id, offset, alloc, header))
-                    except FileNotFound:
-                        continue  # freed meanwhile
-                findings.removed.append(f"trunk {container.trunk_id} slot at {offset}: freed ({alloc} bytes)")
+                    pool.wait(pool.free(container.trunk_id, offset, alloc, header))
+                except FileNotFound:
+                    continue  # freed meanwhile
+            findings.removed.append(f"trunk {container.trunk_id} slot at {offset}: freed ({alloc} bytes)")

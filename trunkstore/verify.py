@@ -12,9 +12,9 @@ from trunkstore.checksum import crc32
 from trunkstore.errors import FileNotFound, InvalidArgument
 from trunkstore.fileid import FileId, FileKind
 from trunkstore.freespace import FreeSpace, FreeSpaceError
-from trunkstore.leftovers import check_leftovers
+from trunkstore.leftovers import PlainFile, SharedSlot, check_leftovers
 from trunkstore.reports import CheckReport, ScrubReport
-from trunkstore.slot import HEADER_SIZE
+from trunkstore.slot import HEADER_SIZE, TYPE_SHARED
 from trunkstore.slotstarts import next_valid_slot
 
 if TYPE_CHECKING:
@@ -60,23 +60,28 @@ def check_store(store: Store, pool: TrunkPool, *, fix: bool) -> CheckReport:
         except (FreeSpaceError, KeyError, OSError, ValueError) as exc:
             problems.append(f"journal cannot be replayed: {exc}")
     leaks: list[tuple[int, int, int]] = []
+    # Slots marked shared by dedup, found on the same walk: check_leftovers looks for their holders.
+    shared: list[SharedSlot] = []
     for container, run in pool.allocated_extents():
-        slots, broke_at = container.slots(run.offset, run.offset + run.size)
-        checked += len(slots)
-        position = broke_at
-        while position < run.offset + run.size:
+        slots, position = container.slots(run.offset, run.offset + run.size)
+        while True:
+            checked += len(slots)
+            shared += [
+                (container, offset, alloc) for offset, alloc, _, _ in slots if container.read(offset, 1) == TYPE_SHARED
+            ]
+            if position >= run.offset + run.size:
+                break
             resume = next_valid_slot(container, position, run.offset + run.size)
             problems.append(
                 f"trunk {container.trunk_id}: bytes {position}..{resume} are allocated but hold no valid slot"
             )
             leaks.append((container.trunk_id, position, resume - position))
-            more, position = container.slots(resume, run.offset + run.size)
-            checked += len(more)
+            slots, position = container.slots(resume, run.offset + run.size)
     if fix:
         for trunk_id, offset, size in leaks:
             pool.wait(pool.free(trunk_id, offset, size, None))
             fixed.append(f"trunk {trunk_id}: freed {size} leaked bytes at {offset}")
-    leftovers = check_leftovers(store, plain_files(store), fix=fix)
+    leftovers = check_leftovers(store, plain_files(store), shared, fix=fix)
     fixed += leftovers.removed
     return CheckReport(problems=problems, fixed=fixed, slots_checked=checked, leftovers=leftovers.found)
 
@@ -123,7 +128,7 @@ def scrub_store(store: Store, pool: TrunkPool) -> ScrubReport:
     return ScrubReport(files_checked=files, bytes_checked=total, corrupt=corrupt)
 
 
-def plain_files(store: Store) -> Iterator[tuple[str, FileId, str, os.stat_result]]:
+def plain_files(store: Store) -> Iterator[PlainFile]:
     """``(file ID, parsed ID, path, lstat)`` of every regular file in the data directories named as a file ID."""
     for index, directory in enumerate(store.layout.store_dirs):
         data_dir = os.path.join(directory, "data")

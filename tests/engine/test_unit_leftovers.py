@@ -186,7 +186,7 @@ def test_removing_a_second_name_looks_again_under_the_appender_lock(
     files = list(verify.plain_files(store))
     # The appender's own name goes (the regenerate's switch) after the files were listed.
     os.unlink(store.layout.file_path(parse_file_id(file_id)))
-    findings = leftovers.check_leftovers(store, files, fix=True)
+    findings = leftovers.check_leftovers(store, files, [], fix=True)
     assert findings.found and not findings.removed
     (survivor,) = [f for f in files if f[0] != file_id]
     assert store.get(survivor[0]) == b"abc"
